@@ -1,0 +1,193 @@
+"""The embedding forward passes: no LM head, no decoding.
+
+Decoder models: the final-layer state of the last prompt token. When several
+instructions are asked of the same texts, the token prefix their prompts share
+(the input part) is run once and its key/value cache reused for each question.
+Masked LMs: the mean final-layer state over the three <mask> slots.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from inbedder.engine.batching import plan_batches
+
+
+@dataclass
+class ForwardStats:
+    """Token counts behind padding share and FLOP accounting."""
+
+    real_tokens: int = 0
+    computed_tokens: int = 0
+    batches: int = 0
+
+    def add(self, real: int, computed: int) -> None:
+        self.real_tokens += real
+        self.computed_tokens += computed
+        self.batches += 1
+
+    @property
+    def padding_share(self) -> float:
+        return 0.0 if not self.computed_tokens else 1.0 - self.real_tokens / self.computed_tokens
+
+
+@dataclass
+class ForwardPlan:
+    """What a forward call needs to know about the model and the device."""
+
+    base_model: torch.nn.Module
+    pad_token_id: int
+    device: torch.device
+    token_budget: int
+    stats: ForwardStats = field(default_factory=ForwardStats)
+    on_batch_done: Callable[[int], None] | None = None
+
+    def __post_init__(self) -> None:
+        params = inspect.signature(self.base_model.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+
+
+def _left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, s in enumerate(seqs):
+        if s:
+            ids[row, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+            mask[row, width - len(s) :] = 1
+    return ids, mask
+
+
+def _right_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, s in enumerate(seqs):
+        ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[row, : len(s)] = 1
+    return ids, mask
+
+
+def _positions(mask: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
+    """Positions count real tokens only, as generate() does, so padding never shifts them."""
+    pos = (mask.cumsum(dim=1) - 1).clamp(min=0)
+    return pos if offset is None else pos + offset[:, None]
+
+
+def shared_prefix_lengths(seqs_per_instruction: Sequence[Sequence[Sequence[int]]]) -> list[int]:
+    """Per text, the token prefix common to all its prompts, leaving each prompt >= 1 own token."""
+    n = len(seqs_per_instruction[0])
+    out = []
+    for t in range(n):
+        seqs = [per[t] for per in seqs_per_instruction]
+        limit = min(len(s) for s in seqs) - 1
+        k = 0
+        while k < limit and all(s[k] == seqs[0][k] for s in seqs[1:]):
+            k += 1
+        out.append(k)
+    return out
+
+
+@torch.inference_mode()
+def decoder_last_states(plan: ForwardPlan, seqs_per_instruction: Sequence[Sequence[Sequence[int]]]) -> np.ndarray:
+    """(instructions, texts, dim) float32: the state that predicts the first answer token."""
+    n_instr, n = len(seqs_per_instruction), len(seqs_per_instruction[0])
+    prefix = shared_prefix_lengths(seqs_per_instruction) if n_instr > 1 else [0] * n
+    lengths = [max(len(per[t]) for per in seqs_per_instruction) for t in range(n)]
+    out: np.ndarray | None = None
+    for batch in plan_batches(lengths, plan.token_budget):
+        sharing = [int(t) for t in batch if prefix[t] > 0]
+        alone = [int(t) for t in batch if prefix[t] == 0]
+        if sharing:
+            out = _store(out, n_instr, n, sharing, _shared_prefix_pass(plan, seqs_per_instruction, sharing, prefix))
+        for i, per in enumerate(seqs_per_instruction):
+            if alone:
+                states = _full_pass(plan, [per[t] for t in alone])
+                out = _store(out, n_instr, n, alone, states, only=i)
+        if plan.on_batch_done:
+            plan.on_batch_done(len(batch))
+    assert out is not None
+    return out
+
+
+def _store(
+    out: np.ndarray | None, n_instr: int, n: int, rows: list[int], states: np.ndarray, only: int | None = None
+) -> np.ndarray:
+    if out is None:
+        out = np.zeros((n_instr, n, states.shape[-1]), dtype=np.float32)
+    if only is None:
+        out[:, rows] = states
+    else:
+        out[only, rows] = states
+    return out
+
+
+def _full_pass(plan: ForwardPlan, seqs: Sequence[Sequence[int]]) -> np.ndarray:
+    ids, mask = _left_pad(seqs, plan.pad_token_id)
+    plan.stats.add(int(mask.sum()), ids.numel())
+    hidden = plan.base_model(
+        input_ids=ids.to(plan.device),
+        attention_mask=mask.to(plan.device),
+        position_ids=_positions(mask).to(plan.device),
+        use_cache=False,
+    ).last_hidden_state
+    return hidden[:, -1].float().cpu().numpy()
+
+
+def _shared_prefix_pass(
+    plan: ForwardPlan, seqs_per_instruction: Sequence[Sequence[Sequence[int]]], rows: list[int], prefix: list[int]
+) -> np.ndarray:
+    """Run each text's shared prefix once, then every instruction's remainder on its cache."""
+    from transformers import DynamicCache
+
+    prefixes = [seqs_per_instruction[0][t][: prefix[t]] for t in rows]
+    ids, mask = _left_pad(prefixes, plan.pad_token_id)
+    plan.stats.add(int(mask.sum()), ids.numel())
+    cache = DynamicCache(config=plan.base_model.config)
+    plan.base_model(
+        input_ids=ids.to(plan.device),
+        attention_mask=mask.to(plan.device),
+        position_ids=_positions(mask).to(plan.device),
+        use_cache=True,
+        **{plan._cache_kw: cache},
+    )
+    offset = torch.tensor([prefix[t] for t in rows], dtype=torch.long)
+    states = []
+    for per in seqs_per_instruction:
+        rests = [per[t][prefix[t] :] for t in rows]
+        rest_ids, rest_mask = _left_pad(rests, plan.pad_token_id)
+        plan.stats.add(int(rest_mask.sum()), rest_ids.numel())
+        hidden = plan.base_model(
+            input_ids=rest_ids.to(plan.device),
+            attention_mask=torch.cat([mask, rest_mask], dim=1).to(plan.device),
+            position_ids=_positions(rest_mask, offset).to(plan.device),
+            use_cache=True,
+            **{plan._cache_kw: cache},
+        ).last_hidden_state
+        states.append(hidden[:, -1].float().cpu().numpy())
+        cache.crop(-rest_ids.shape[1])
+    return np.stack(states)
+
+
+@torch.inference_mode()
+def masked_slot_states(plan: ForwardPlan, seqs: Sequence[Sequence[int]], mask_token_id: int) -> np.ndarray:
+    """(texts, dim) float32: mean final-layer state over the <mask> slots."""
+    out: np.ndarray | None = None
+    for batch in plan_batches([len(s) for s in seqs], plan.token_budget):
+        ids, mask = _right_pad([seqs[int(t)] for t in batch], plan.pad_token_id)
+        plan.stats.add(int(mask.sum()), ids.numel())
+        hidden = plan.base_model(input_ids=ids.to(plan.device), attention_mask=mask.to(plan.device)).last_hidden_state
+        slots = (ids == mask_token_id).to(plan.device).unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * slots).sum(dim=1) / slots.sum(dim=1).clamp(min=1)
+        if out is None:
+            out = np.zeros((len(seqs), hidden.shape[-1]), dtype=np.float32)
+        out[batch] = pooled.float().cpu().numpy()
+        if plan.on_batch_done:
+            plan.on_batch_done(len(batch))
+    assert out is not None
+    return out

@@ -1,0 +1,155 @@
+"""Find, fetch and load a model safely: no remote code, no unpickling unless asked.
+
+A model is named by a hub id, a local directory, a .gguf file, or nothing (the
+embedded default). Everything resolves to a local directory first, so the hub
+and a copied directory behave the same.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from inbedder.engine.digests import canonical_json_sha256, file_sha256
+from inbedder.engine.errors import ModelLoadError
+from inbedder.engine.gguf import DEFAULT_MODEL_NAME, SOURCE_RECORD, converted_dir, default_gguf_path
+
+MASKED_MODEL_TYPES = frozenset(
+    {"roberta", "xlm-roberta", "bert", "camembert", "deberta", "deberta-v2", "distilbert", "electra", "mpnet",
+     "albert", "modernbert"}
+)
+PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
+# config keys that change with the library or the load, not with the model
+_VOLATILE_CONFIG_KEYS = {"transformers_version", "_name_or_path", "torch_dtype", "dtype", "_attn_implementation"}
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
+                    "vocab.txt", "merges.txt", "tokenizer.model", "added_tokens.json", "spiece.model")
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    tokenizer: object
+    masked: bool
+    name: str
+    weights_digest: str
+    device: torch.device
+    dtype: torch.dtype
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """bf16 on GPU, fp32 on CPU unless asked: CPU bf16 is allowed but slightly less exact."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in names:
+        raise ModelLoadError(f"unknown dtype {dtype!r}: use auto, float32, bfloat16 or float16")
+    return names[dtype]
+
+
+def resolve_model_dir(name_or_path: str | None, revision: str | None, allow_pickle: bool) -> tuple[Path, str]:
+    """(local directory, human-readable name) for any way of naming a model."""
+    if name_or_path is None:
+        return converted_dir(default_gguf_path()), DEFAULT_MODEL_NAME
+    path = Path(name_or_path).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF file {path} does not exist")
+        return converted_dir(path), path.name
+    if path.is_dir():
+        return path.resolve(), str(name_or_path)
+    if path.is_absolute() or str(name_or_path).startswith((".", "~")) or str(name_or_path).count("/") > 1:
+        raise ModelLoadError(f"model directory {path} does not exist")
+    return _download(str(name_or_path), revision, allow_pickle), str(name_or_path)
+
+
+def _download(repo_id: str, revision: str | None, allow_pickle: bool) -> Path:
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*"]
+    if allow_pickle:
+        patterns += list(PICKLED_WEIGHTS)
+    try:
+        return Path(snapshot_download(repo_id=repo_id, revision=revision, allow_patterns=patterns))
+    except Exception as exc:  # network, auth, missing repo: all end the same way for the user
+        raise ModelLoadError(
+            f"could not fetch model {repo_id!r} from the Hugging Face hub ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}). If this machine can't reach the hub, "
+            f"download the model where it can (`hf download {repo_id} --local-dir DIR`), copy DIR here "
+            "and pass DIR instead of the hub id."
+        ) from exc
+
+
+def is_masked_lm(config: object) -> bool:
+    archs = getattr(config, "architectures", None) or []
+    return getattr(config, "model_type", "") in MASKED_MODEL_TYPES or any(a.endswith("ForMaskedLM") for a in archs)
+
+
+def weights_digest(model_dir: Path) -> str:
+    """What the vectors depend on: weights, tokenizer and config, not library versions."""
+    record = model_dir / SOURCE_RECORD
+    if record.is_file():  # converted from GGUF: the GGUF file is the source of truth
+        return canonical_json_sha256(json.loads(record.read_text()))
+    parts: dict[str, str] = {}
+    for f in sorted(model_dir.iterdir()):
+        if f.suffix in (".safetensors", ".bin", ".pt", ".pth") or f.name in _TOKENIZER_FILES:
+            parts[f.name] = file_sha256(f)
+    config = json.loads((model_dir / "config.json").read_text())
+    parts["config.json"] = canonical_json_sha256({k: v for k, v in config.items() if k not in _VOLATILE_CONFIG_KEYS})
+    return canonical_json_sha256(parts)
+
+
+def load_model(
+    name_or_path: str | None,
+    *,
+    dtype: str | torch.dtype = "auto",
+    device: str | torch.device | None = None,
+    allow_pickle: bool = False,
+    revision: str | None = None,
+) -> LoadedModel:
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+
+    model_dir, name = resolve_model_dir(name_or_path, revision, allow_pickle)
+    if not (model_dir / "config.json").is_file():
+        raise ModelLoadError(f"{model_dir} is not a model directory: it has no config.json")
+    has_safetensors = any(model_dir.glob("*.safetensors"))
+    if not has_safetensors and not allow_pickle:
+        pickled = [p.name for pat in PICKLED_WEIGHTS for p in model_dir.glob(pat)]
+        found = f"only pickled weights ({', '.join(pickled)})" if pickled else "no weight files"
+        raise ModelLoadError(
+            f"{model_dir} has {found}; InBedder loads safetensors (or GGUF) only. Convert the weights to "
+            "safetensors, or pass allow_pickle=True if you trust where this file came from."
+        )
+    config = AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
+    if getattr(config, "is_encoder_decoder", False):
+        raise ModelLoadError(f"{name}: encoder-decoder models are not supported; use a decoder or masked LM")
+    masked = is_masked_lm(config)
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_dir, trust_remote_code=False, truncation_side="left", padding_side="right" if masked else "left"
+    )
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # what the reference does
+    if masked and tokenizer.mask_token is None:
+        raise ModelLoadError(f"{name} is a masked LM whose tokenizer has no mask token")
+    auto = AutoModelForMaskedLM if masked else AutoModelForCausalLM
+    try:
+        model = auto.from_pretrained(
+            model_dir, dtype=torch_dtype, trust_remote_code=False, use_safetensors=True if not allow_pickle else None
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"could not load {name} from {model_dir}: {exc}") from exc
+    model.eval().to(dev)
+    return LoadedModel(model, tokenizer, masked, name, weights_digest(model_dir), dev, torch_dtype)
