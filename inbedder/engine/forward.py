@@ -79,99 +79,110 @@ def _positions(mask: torch.Tensor, offset: torch.Tensor | None = None) -> torch.
     return pos if offset is None else pos + offset[:, None]
 
 
+def _common_prefix(seqs: Sequence[Sequence[int]], limit: int) -> int:
+    k = 0
+    while k < limit and all(s[k] == seqs[0][k] for s in seqs[1:]):
+        k += 1
+    return k
+
+
 def shared_prefix_lengths(seqs_per_instruction: Sequence[Sequence[Sequence[int]]]) -> list[int]:
-    """Per text, the token prefix common to all its prompts, leaving each prompt >= 1 own token."""
+    """Per text, the tokens all its prompts share (its input part), leaving each prompt >= 1 own token."""
     n = len(seqs_per_instruction[0])
     out = []
     for t in range(n):
         seqs = [per[t] for per in seqs_per_instruction]
-        limit = min(len(s) for s in seqs) - 1
-        k = 0
-        while k < limit and all(s[k] == seqs[0][k] for s in seqs[1:]):
-            k += 1
-        out.append(k)
+        out.append(_common_prefix(seqs, min(len(s) for s in seqs) - 1))
     return out
 
 
 @torch.inference_mode()
 def decoder_last_states(plan: ForwardPlan, seqs_per_instruction: Sequence[Sequence[Sequence[int]]]) -> np.ndarray:
-    """(instructions, texts, dim) float32: the state that predicts the first answer token."""
+    """(instructions, texts, dim) float32: the state that predicts the first answer token.
+
+    Each batch runs in up to three stages on one key/value cache, so no token is
+    computed twice: (A) the prefix every prompt in the batch starts with (the
+    template's "### Input:" header), once; (B) each text's own input part, once
+    for all its instructions; (C) each instruction's remainder, cropped off again
+    before the next instruction.
+    """
     n_instr, n = len(seqs_per_instruction), len(seqs_per_instruction[0])
-    prefix = shared_prefix_lengths(seqs_per_instruction) if n_instr > 1 else [0] * n
+    if n_instr > 1:
+        own = shared_prefix_lengths(seqs_per_instruction)
+    else:
+        own = [len(s) - 1 for s in seqs_per_instruction[0]]
     lengths = [max(len(per[t]) for per in seqs_per_instruction) for t in range(n)]
     out: np.ndarray | None = None
     for batch in plan_batches(lengths, plan.token_budget):
-        sharing = [int(t) for t in batch if prefix[t] > 0]
-        alone = [int(t) for t in batch if prefix[t] == 0]
-        if sharing:
-            out = _store(out, n_instr, n, sharing, _shared_prefix_pass(plan, seqs_per_instruction, sharing, prefix))
-        for i, per in enumerate(seqs_per_instruction):
-            if alone:
-                states = _full_pass(plan, [per[t] for t in alone])
-                out = _store(out, n_instr, n, alone, states, only=i)
+        rows = [int(t) for t in batch]
+        states = _batch_last_states(plan, seqs_per_instruction, rows, [own[t] for t in rows], n_instr > 1)
+        if out is None:
+            out = np.zeros((n_instr, n, states.shape[-1]), dtype=np.float32)
+        out[:, rows] = states
         if plan.on_batch_done:
-            plan.on_batch_done(len(batch))
+            plan.on_batch_done(len(rows))
     assert out is not None
     return out
 
 
-def _store(
-    out: np.ndarray | None, n_instr: int, n: int, rows: list[int], states: np.ndarray, only: int | None = None
+def _batch_last_states(
+    plan: ForwardPlan,
+    seqs_per_instruction: Sequence[Sequence[Sequence[int]]],
+    rows: list[int],
+    shared: list[int],
+    per_text_stage: bool,
 ) -> np.ndarray:
-    if out is None:
-        out = np.zeros((n_instr, n, states.shape[-1]), dtype=np.float32)
-    if only is None:
-        out[:, rows] = states
-    else:
-        out[only, rows] = states
-    return out
-
-
-def _full_pass(plan: ForwardPlan, seqs: Sequence[Sequence[int]]) -> np.ndarray:
-    ids, mask = _left_pad(seqs, plan.pad_token_id)
-    plan.stats.add(int(mask.sum()), ids.numel())
-    hidden = plan.base_model(
-        input_ids=ids.to(plan.device),
-        attention_mask=mask.to(plan.device),
-        position_ids=_positions(mask).to(plan.device),
-        use_cache=False,
-    ).last_hidden_state
-    return hidden[:, -1].float().cpu().numpy()
-
-
-def _shared_prefix_pass(
-    plan: ForwardPlan, seqs_per_instruction: Sequence[Sequence[Sequence[int]]], rows: list[int], prefix: list[int]
-) -> np.ndarray:
-    """Run each text's shared prefix once, then every instruction's remainder on its cache."""
     from transformers import DynamicCache
 
-    prefixes = [seqs_per_instruction[0][t][: prefix[t]] for t in rows]
-    ids, mask = _left_pad(prefixes, plan.pad_token_id)
-    plan.stats.add(int(mask.sum()), ids.numel())
+    first = seqs_per_instruction[0]
+    heads = [first[t][: shared[i]] for i, t in enumerate(rows)]
+    common = _common_prefix(heads, min(shared))
     cache = DynamicCache(config=plan.base_model.config)
-    plan.base_model(
-        input_ids=ids.to(plan.device),
-        attention_mask=mask.to(plan.device),
-        position_ids=_positions(mask).to(plan.device),
-        use_cache=True,
-        **{plan._cache_kw: cache},
-    )
-    offset = torch.tensor([prefix[t] for t in rows], dtype=torch.long)
+    mask = torch.ones((len(rows), common), dtype=torch.long)
+    if common:  # stage A: one row, then the same cache serves every row
+        head = torch.tensor([first[rows[0]][:common]], dtype=torch.long)
+        plan.stats.add(common, common)
+        plan.base_model(input_ids=head.to(plan.device), position_ids=torch.arange(common)[None].to(plan.device),
+                        use_cache=True, **{plan._cache_kw: cache})
+        if len(rows) > 1:
+            cache.batch_repeat_interleave(len(rows))
+    done = torch.full((len(rows),), common, dtype=torch.long)
+    if per_text_stage and max(shared) > common:  # stage B
+        parts = [first[t][common : shared[i]] for i, t in enumerate(rows)]
+        mask = _extend(plan, cache, mask, parts, done)
+        done = torch.tensor(shared, dtype=torch.long)
     states = []
-    for per in seqs_per_instruction:
-        rests = [per[t][prefix[t] :] for t in rows]
+    for per in seqs_per_instruction:  # stage C
+        rests = [per[t][int(done[i]) :] for i, t in enumerate(rows)]
         rest_ids, rest_mask = _left_pad(rests, plan.pad_token_id)
         plan.stats.add(int(rest_mask.sum()), rest_ids.numel())
         hidden = plan.base_model(
             input_ids=rest_ids.to(plan.device),
             attention_mask=torch.cat([mask, rest_mask], dim=1).to(plan.device),
-            position_ids=_positions(rest_mask, offset).to(plan.device),
+            position_ids=_positions(rest_mask, done).to(plan.device),
             use_cache=True,
             **{plan._cache_kw: cache},
         ).last_hidden_state
         states.append(hidden[:, -1].float().cpu().numpy())
         cache.crop(-rest_ids.shape[1])
     return np.stack(states)
+
+
+def _extend(
+    plan: ForwardPlan, cache: object, mask: torch.Tensor, parts: Sequence[Sequence[int]], done: torch.Tensor
+) -> torch.Tensor:
+    """Append left-padded token runs to every row's cache; returns the grown attention mask."""
+    ids, part_mask = _left_pad(parts, plan.pad_token_id)
+    plan.stats.add(int(part_mask.sum()), ids.numel())
+    full_mask = torch.cat([mask, part_mask], dim=1)
+    plan.base_model(
+        input_ids=ids.to(plan.device),
+        attention_mask=full_mask.to(plan.device),
+        position_ids=_positions(part_mask, done).to(plan.device),
+        use_cache=True,
+        **{plan._cache_kw: cache},
+    )
+    return full_mask
 
 
 @torch.inference_mode()
