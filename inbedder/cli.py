@@ -64,6 +64,70 @@ def encode(model, dtype, device, threads, instruction, answers, texts) -> None:
         click.echo(json.dumps(row))
 
 
+def _instruction_pairs(items: tuple[str, ...]) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        if "=" not in item:
+            raise click.BadParameter(f"{item!r}: expected NAME=\"question\"", param_hint="--instruction")
+        name, question = item.split("=", 1)
+        pairs[name.strip()] = question.strip()
+    return pairs
+
+
+def run_embed(config_file: str | None, overrides: list[str], base: dict) -> int:
+    """Shared by `inbedder embed` and jobs/embed_table.py: one code path, one exit-code contract."""
+    from pathlib import Path
+
+    from inbedder.config import ConfigError, load_config
+    from inbedder.engine import InBedderError
+    from inbedder.job import JobError, run_job
+    from inbedder.tables import TableError
+
+    try:
+        config = load_config(config_file, overrides, base)
+        report = run_job(config, log=lambda m: click.echo(m, err=True))
+    except (ConfigError, TableError, JobError, InBedderError) as exc:
+        click.echo(f"inbedder embed failed: {exc}", err=True)
+        return 2 if isinstance(exc, ConfigError) else 1
+    click.echo(report.summary())
+    if config.report_path:
+        Path(config.report_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(config.report_path).write_text(report.to_json())
+    click.echo(report.to_json())
+    return 0
+
+
+@main.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML job config.")
+@click.option("--input", "input_path", help="Parquet dataset or Delta table (path or s3:// URI).")
+@click.option("--key", help="Unique key column.")
+@click.option("--text", help="Text column to embed.")
+@click.option("--instruction", "instructions", multiple=True, help='NAME="question"; repeat for several.')
+@click.option("--output", "output_path", help="Output table path.")
+@click.option("--format", "output_format", type=click.Choice(["delta", "parquet"]), help="Output format.")
+@click.option("--mode", type=click.Choice(["sidecar", "merge"]), help="sidecar table, or merge into the Delta source.")
+@click.option("--passthrough", multiple=True, help="Column copied to the output; repeat for several.")
+@click.option("--model", "model_name", help="Hub id, local directory or .gguf (default: embedded SmolLM2).")
+@click.option("--max-error-rate", type=float, help="Fail the run when more rows than this share fail.")
+@click.option("--report", "report_path", help="Write the JSON run report here.")
+@click.option("--set", "overrides", multiple=True, help="section.field=value, overrides one config field.")
+def embed(config_file, input_path, key, text, instructions, output_path, output_format, mode, passthrough,
+          model_name, max_error_rate, report_path, overrides) -> None:
+    """Embed a table's text column under each instruction and write the vectors to the lake."""
+    base: dict = {}
+    for dotted, value in [("input.path", input_path), ("input.key", key), ("input.text", text),
+                          ("output.path", output_path), ("output.format", output_format), ("output.mode", mode),
+                          ("model.name", model_name), ("max_error_rate", max_error_rate),
+                          ("report_path", report_path)]:
+        if value is not None:
+            base[dotted] = value
+    if passthrough:
+        base["input.passthrough"] = list(passthrough)
+    if instructions:
+        base["instructions"] = _instruction_pairs(instructions)
+    sys.exit(run_embed(config_file, list(overrides), base))
+
+
 @main.command()
 @_model_options
 def info(model, dtype, device, threads) -> None:

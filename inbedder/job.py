@@ -1,0 +1,490 @@
+"""The batch job: a Spark DataFrame streamed through Ray replicas, committed to the lake.
+
+Spark reads and schedules; Ray holds the models; `tables` commits. The work per
+partition (`embed_partition`) knows nothing about Spark beyond Arrow batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from inbedder import tables
+from inbedder.config import JobConfig
+from inbedder.replicas import NAMESPACE, PoolClient, PoolHandle, start_pool
+from inbedder.tables import ERROR, KEY_HASH, OutputMeta, TableError, answer_column, embedding_column
+
+TEXT_TYPES = (pa.string(), pa.large_string())
+
+
+class JobError(RuntimeError):
+    """The run failed for a reason the user can act on; the message is one line."""
+
+
+@dataclass
+class InstructionCounts:
+    embedded: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    input: str
+    input_version: int | None
+    output: str
+    output_format: str
+    output_version: int | None = None
+    model: str = ""
+    fingerprint: str = ""
+    rows_read: int = 0
+    rows_embedded: int = 0
+    rows_failed: int = 0
+    rows_deleted: int = 0
+    waves: int = 0
+    instructions: dict[str, InstructionCounts] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=lambda: {"start_up": 0.0, "read": 0.0, "embed": 0.0,
+                                                               "commit": 0.0, "total": 0.0})
+    rows_per_second: float = 0.0
+    padding_share: float = 0.0
+    error_rate: float = 0.0
+    status: str = "running"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    def summary(self) -> str:
+        per = ", ".join(f"{n}: {c.embedded} embedded / {c.skipped} skipped / {c.failed} failed"
+                        for n, c in self.instructions.items())
+        s = self.seconds
+        return (f"inbedder run {self.run_id}: {self.status}\n"
+                f"  {self.rows_read} rows read from {self.input} (version {self.input_version}); "
+                f"{self.rows_embedded} embedded, {self.rows_failed} with errors, {self.rows_deleted} removed\n"
+                f"  {per}\n"
+                f"  {self.rows_per_second:.1f} rows/s while embedding; padding {self.padding_share:.1%}; "
+                f"time: start-up {s['start_up']:.1f}s, read {s['read']:.1f}s, embed {s['embed']:.1f}s, "
+                f"commit {s['commit']:.1f}s, total {s['total']:.1f}s\n"
+                f"  output {self.output} ({self.output_format}) version {self.output_version}; "
+                f"model {self.model} ({self.fingerprint})")
+
+
+# --- the per-partition work ----------------------------------------------------------
+
+def output_schema(config: JobConfig, source: pa.Schema, instructions: list[str]) -> pa.Schema:
+    key = config.input.key
+    fields = [source.field(key), pa.field(KEY_HASH, pa.string())]
+    fields += [source.field(c) for c in config.input.passthrough]
+    for name in instructions:
+        fields.append(pa.field(embedding_column(name), pa.list_(pa.float32())))
+        if config.model.answers:
+            fields.append(pa.field(answer_column(name), pa.string()))
+    fields.append(pa.field(ERROR, pa.string()))
+    return pa.schema(fields)
+
+
+def embed_partition(batches: Iterator[pa.RecordBatch], client: PoolClient, questions: dict[str, str],
+                    text_col: str, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """Arrow batches in, Arrow batches with vectors out; rows keep their order."""
+
+    def requests():
+        for batch in batches:
+            for start in range(0, batch.num_rows, batch_rows):
+                chunk = batch.slice(start, batch_rows)
+                yield chunk, chunk.column(text_col).to_pylist()
+
+    for chunk, result in client.map(requests(), questions):
+        yield _result_batch(chunk, result, questions, schema)
+
+
+def _result_batch(chunk: pa.RecordBatch, result: dict, questions: dict[str, str], schema: pa.Schema) -> pa.RecordBatch:
+    failed = np.array([e is not None for e in result["errors"]], dtype=bool)
+    columns = {}
+    for f in schema:
+        if f.name in chunk.schema.names:
+            columns[f.name] = chunk.column(f.name)
+    for name in questions:
+        vectors = np.ascontiguousarray(result["vectors"][name], dtype=np.float32)
+        n, dim = vectors.shape
+        offsets = pa.array(np.arange(0, (n + 1) * dim, dim, dtype=np.int32))
+        columns[embedding_column(name)] = pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1)),
+                                                                   mask=pa.array(failed))
+        if result.get("answers"):
+            columns[answer_column(name)] = pa.array(result["answers"][name], type=pa.string())
+    columns[ERROR] = pa.array(result["errors"], type=pa.string())
+    columns["_real_tokens"] = pa.array([result["real_tokens"]] + [0] * (chunk.num_rows - 1), type=pa.int64())
+    columns["_computed_tokens"] = pa.array([result["computed_tokens"]] + [0] * (chunk.num_rows - 1), type=pa.int64())
+    full = pa.schema(list(schema) + [pa.field("_real_tokens", pa.int64()), pa.field("_computed_tokens", pa.int64())])
+    return pa.record_batch([columns[f.name] for f in full], schema=full)
+
+
+# --- Spark and Ray -------------------------------------------------------------------
+
+def start_spark(config: JobConfig):
+    """(session, whether this call created it): a session the caller made is reused and left running."""
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active, False
+
+    builder = (SparkSession.builder.master(config.spark.master).appName("inbedder-embed")
+               .config("spark.ui.enabled", "false")
+               .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.ray.batch_rows * 4))
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.task.maxFailures", "4"))
+    if config.spark.master.startswith("local"):
+        builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+    for k, v in config.spark.conf.items():
+        builder = builder.config(k, v)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark, True
+
+
+@contextmanager
+def ray_cluster(config: JobConfig) -> Iterator[str]:
+    """Connect to the configured Ray cluster, or start a loopback-only one and stop it after."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+
+    if ray.is_initialized():  # the caller (a test session, a notebook) already holds a cluster
+        yield ray.get_runtime_context().gcs_address
+        return
+    if config.ray.address == "local":
+        context = ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
+                           object_store_memory=config.ray.object_store_mb * 2**20, namespace=NAMESPACE,
+                           log_to_driver=False, logging_level="ERROR", num_cpus=max(2, os.cpu_count() or 2))
+        address = context.address_info["gcs_address"]
+    else:
+        ray.init(address=config.ray.address, namespace=NAMESPACE, log_to_driver=False, logging_level="ERROR")
+        address = config.ray.address if config.ray.address.startswith("ray://") else \
+            ray.get_runtime_context().gcs_address
+    try:
+        yield address
+    finally:
+        ray.shutdown()
+
+
+# --- the run -------------------------------------------------------------------------
+
+def default_run_id(config: JobConfig, snapshot_version: int | None) -> str:
+    """Stable across re-runs of the same job, so a re-run resumes the same staging and transactions."""
+    basis = json.dumps({"in": config.input.path, "v": snapshot_version, "out": config.output.path,
+                        "i": config.instructions, "m": config.model.name}, sort_keys=True)
+    return hashlib.sha256(basis.encode()).hexdigest()[:16]
+
+
+def check_source(snapshot: tables.Snapshot, config: JobConfig) -> None:
+    names = snapshot.schema.names
+    wanted = [config.input.key, config.input.text, *config.input.passthrough]
+    missing = [c for c in wanted if c not in names]
+    if missing:
+        raise TableError(f"input {config.input.path} has no column(s) {', '.join(missing)} "
+                         f"(it has: {', '.join(names)})")
+    text_type = snapshot.schema.field(config.input.text).type
+    if text_type not in TEXT_TYPES:
+        raise TableError(f"input.text column {config.input.text!r} is {text_type}, not a string column")
+    key_type = snapshot.schema.field(config.input.key).type
+    if not (pa.types.is_integer(key_type) or pa.types.is_string(key_type) or pa.types.is_large_string(key_type)):
+        raise TableError(f"input.key column {config.input.key!r} is {key_type}: use an integer or string key")
+    reserved = [c for c in config.input.passthrough if c.startswith("_inbedder") or c.endswith(("_embedding", "_answer"))]
+    if reserved:
+        raise TableError(f"passthrough column(s) {reserved} collide with the output's own column names")
+
+
+def run_job(config: JobConfig, log: Callable[[str], None] = print) -> RunReport:
+    started = time.perf_counter()
+    snapshot = tables.open_snapshot(config.input.path, config.input.format, config.input.version)
+    check_source(snapshot, config)
+    run_id = config.run_id or default_run_id(config, snapshot.version)
+    report = RunReport(run_id, config.input.path, snapshot.version, config.output.path, config.output.format)
+    existing = tables.existing_output(config.output.path, config.output.format)
+    spark, own_spark = start_spark(config)
+    try:
+        with ray_cluster(config) as address:
+            import ray
+
+            handle, actors = start_pool(config, address, f"{run_id[:8]}-{os.getpid()}-{int(time.time())}")
+            try:
+                identity = ray.get(actors[0].identity.remote())
+                report.model, report.fingerprint = identity["model"], identity["fingerprint"]
+                meta = OutputMeta(identity["model"], identity["fingerprint"], identity["template"],
+                                  identity["dim"], config.input.key, dict(config.instructions))
+                _check_existing(existing, meta, config)
+                report.seconds["start_up"] = time.perf_counter() - started
+                execute(spark, config, snapshot, existing, meta, handle, report, log)
+            finally:
+                for actor in actors:
+                    ray.kill(actor)
+    finally:
+        if own_spark:
+            spark.stop()
+    report.seconds["total"] = time.perf_counter() - started
+    report.error_rate = report.rows_failed / report.rows_read if report.rows_read else 0.0
+    report.status = "succeeded"
+    if report.error_rate > config.max_error_rate:
+        report.status = "failed"
+        raise JobError(f"{report.rows_failed} of {report.rows_read} rows failed ({report.error_rate:.1%}), over "
+                       f"max_error_rate {config.max_error_rate:.1%}; the rows and their errors are in the output")
+    return report
+
+
+def _check_existing(existing: tables.ExistingOutput | None, meta: OutputMeta, config: JobConfig) -> None:
+    if existing is None:
+        return
+    if existing.meta is None:
+        if config.output.mode == "merge":
+            return  # a source table that has not been embedded into yet
+        raise TableError(f"output {config.output.path} exists but was not written by inbedder: refusing to modify it")
+    if existing.meta.fingerprint != meta.fingerprint:
+        raise TableError(
+            f"output {config.output.path} holds vectors from model {existing.meta.model!r} "
+            f"(fingerprint {existing.meta.fingerprint}); this run uses {meta.model!r} ({meta.fingerprint}). "
+            "Mixing them would make the vectors incomparable: write to a new output path.")
+    if existing.meta.key != config.input.key:
+        raise TableError(f"output {config.output.path} is keyed by {existing.meta.key!r}, not {config.input.key!r}")
+
+
+# --- the Spark plan ------------------------------------------------------------------
+
+def read_source(spark, snapshot: tables.Snapshot):
+    reader = spark.read
+    if snapshot.format == "parquet" and not tables.is_remote(snapshot.path) and os.path.isdir(snapshot.path):
+        reader = reader.option("basePath", snapshot.path)  # keeps hive partition columns
+        return reader.parquet(*snapshot.files)
+    if snapshot.format == "delta" and snapshot.partition_columns:
+        reader = reader.option("basePath", snapshot.path.rstrip("/"))
+    return reader.parquet(*snapshot.files)
+
+
+def existing_state(spark, config: JobConfig, existing: tables.ExistingOutput, usable: list[str]):
+    """Per output row: its key, the hash of the text its vectors came from, and which vectors it has."""
+    from pyspark.sql import functions as F
+
+    files = tables.output_files(config.output.path, existing.format)
+    if not files:
+        return None
+    out = spark.read.parquet(*files)
+    has_error = F.col(ERROR).isNotNull() if ERROR in out.columns else F.lit(False)
+    cols = [F.col(config.input.key).alias("_k"),
+            (F.col(KEY_HASH) if KEY_HASH in out.columns else F.lit(None).cast("string")).alias("_h")]
+    for name in usable:
+        cols.append((F.col(embedding_column(name)).isNotNull() | has_error).alias(f"_has_{name}"))
+    return out.select(*cols)
+
+
+def execute(spark, config: JobConfig, snapshot: tables.Snapshot, existing: tables.ExistingOutput | None,
+            meta: OutputMeta, handle: PoolHandle, report: RunReport, log: Callable[[str], None]) -> None:
+    from pyspark.sql import functions as F
+
+    t_read = time.perf_counter()
+    key, text, passthrough = config.input.key, config.input.text, config.input.passthrough
+    names = list(config.instructions)
+    df = read_source(spark, snapshot).select(key, text, *passthrough)
+    if config.input.filter:
+        df = df.where(config.input.filter)
+    df = df.withColumn(KEY_HASH, F.sha2(F.col(text), 256)).cache()
+    report.rows_read = df.count()
+    if report.rows_read == 0:
+        raise TableError(f"input {config.input.path} has no rows to embed" +
+                         (f" after filter {config.input.filter!r}" if config.input.filter else ""))
+    null_keys = df.where(F.col(key).isNull()).count()
+    if null_keys:
+        raise TableError(f"input.key column {key!r} has {null_keys} null value(s): every row needs a key")
+    repeated = df.groupBy(key).count().where("count > 1")
+    dup_count = repeated.count()
+    if dup_count:
+        examples = [str(r[key]) for r in repeated.limit(3).collect()]
+        raise TableError(f"input.key column {key!r} is not unique: {dup_count} key(s) repeat, e.g. "
+                         f"{', '.join(examples)}")
+
+    recorded = existing.meta.instructions if existing and existing.meta else {}
+    changed = [n for n in names if n in recorded and recorded[n] != config.instructions[n]]
+    stale = [n for n in recorded if n not in config.instructions]  # kept, but nulled where a text changes
+    present_cols = set(existing.schema.names) if existing else set()
+    usable = [n for n in names if embedding_column(n) in present_cols and n not in changed]
+    if changed and existing is not None and existing.format == "delta":
+        report.seconds["commit"] += _clear_columns(config, changed, log)
+    state = existing_state(spark, config, existing, usable) if existing is not None else None
+    if state is None:
+        todo = df.select("*", *[F.lit(True).alias(f"_miss_{n}") for n in names])
+    else:
+        joined = df.join(state, df[key] == state["_k"], "left")
+        same = joined["_h"].eqNullSafe(joined[KEY_HASH]) & joined["_k"].isNotNull()
+        miss = [(~same | ~F.coalesce(F.col(f"_has_{n}"), F.lit(False))) if n in usable else F.lit(True)
+                for n in names]
+        todo = joined.select(*[df[c] for c in df.columns], *[m.alias(f"_miss_{n}") for n, m in zip(names, miss)])
+    todo = todo.where(" OR ".join(f"_miss_{n}" for n in names)).cache()
+    combos = [tuple(bool(r[f"_miss_{n}"]) for n in names) for r in todo.select(*[f"_miss_{n}" for n in names])
+              .distinct().collect()]
+    report.seconds["read"] = time.perf_counter() - t_read
+    for n in names:
+        report.instructions[n] = InstructionCounts()
+
+    parquet_parts: list[pa.Table] = []
+    wave_seq = tables.delta_transaction_version(config.output.path, report.run_id) + 1 \
+        if config.output.format == "delta" else 0
+    real = computed = 0
+    embed_rows = 0
+    t_embed_total = 0.0
+    progress = _Progress(todo.count(), config.progress, log)
+    for combo in sorted(combos, reverse=True):
+        chosen = [n for n, m in zip(names, combo) if m]
+        subset = todo.where(" AND ".join([f"_miss_{n}" if m else f"NOT _miss_{n}" for n, m in zip(names, combo)]))
+        rows = subset.count()
+        waves = max(1, math.ceil(rows / config.output.wave_rows))
+        subset = subset.withColumn("_wave", F.pmod(F.xxhash64(F.col(key)), F.lit(waves)))
+        schema = output_schema(config, snapshot.schema, chosen)
+        for w in range(waves):
+            t0 = time.perf_counter()
+            data = _run_wave(spark, config, subset.where(F.col("_wave") == w), schema, chosen, handle,
+                             report.run_id, wave_seq, progress)
+            t1 = time.perf_counter()
+            t_embed_total += t1 - t0
+            real += pa.compute.sum(data.column("_real_tokens")).as_py() or 0
+            computed += pa.compute.sum(data.column("_computed_tokens")).as_py() or 0
+            errors = data.num_rows - data.column(ERROR).null_count
+            embed_rows += data.num_rows
+            report.rows_embedded += data.num_rows - errors
+            report.rows_failed += errors
+            for n in chosen:
+                report.instructions[n].embedded += data.num_rows - errors
+                report.instructions[n].failed += errors
+            data = data.drop_columns(["_real_tokens", "_computed_tokens"])
+            if config.output.format == "delta":
+                update = [c for c in data.column_names if c != key]
+                version = tables.commit_delta_wave(
+                    config.output.path, data, key, meta_with(meta, existing, names), report.run_id, wave_seq,
+                    update_columns=update, null_when_changed=[embedding_column(n) for n in stale])
+                report.output_version = version if version is not None else report.output_version
+                tables.remove_staging(config.output.path, f"{report.run_id}/wave-{wave_seq}")
+            else:
+                parquet_parts.append(data)
+            report.waves += 1
+            wave_seq += 1
+            report.seconds["commit"] += time.perf_counter() - t1
+    progress.close()
+    for n in names:
+        c = report.instructions[n]
+        c.skipped = report.rows_read - c.embedded - c.failed
+    report.seconds["embed"] = t_embed_total
+    report.rows_per_second = embed_rows / t_embed_total if t_embed_total else 0.0
+    report.padding_share = 1 - real / computed if computed else 0.0
+    t_commit = time.perf_counter()
+    keys = df.select(key).toArrow().column(key)
+    if config.output.format == "delta":
+        if config.output.mode == "sidecar" and existing is not None:
+            report.rows_deleted = tables.delete_missing_keys(config.output.path, key, keys, report.run_id)
+        if report.waves == 0 and existing is not None:
+            tables.set_output_meta(config.output.path, meta_with(meta, existing, names))
+        report.output_version = tables.delta_version(config.output.path)
+    else:
+        report.rows_deleted = tables.commit_parquet_output(config.output.path, existing, parquet_parts, key, keys,
+                                                          meta_with(meta, existing, names))
+    tables.remove_staging(config.output.path, report.run_id)
+    report.seconds["commit"] += time.perf_counter() - t_commit
+    df.unpersist()
+    todo.unpersist()
+
+
+def meta_with(meta: OutputMeta, existing: tables.ExistingOutput | None, names: list[str]) -> OutputMeta:
+    """The output's record after this run: instructions from before are kept."""
+    instructions = dict(existing.meta.instructions) if existing and existing.meta else {}
+    instructions.update(meta.instructions)
+    return OutputMeta(meta.model, meta.fingerprint, meta.template, meta.dim, meta.key, instructions)
+
+
+def _clear_columns(config: JobConfig, changed: list[str], log: Callable[[str], None]) -> float:
+    t0 = time.perf_counter()
+    log(f"instruction text changed for {', '.join(changed)}: clearing those vectors before re-embedding")
+    tables.clear_columns(config.output.path, [embedding_column(n) for n in changed] +
+                         ([answer_column(n) for n in changed] if config.model.answers else []))
+    return time.perf_counter() - t0
+
+
+def _run_wave(spark, config: JobConfig, part, schema: pa.Schema, chosen: list[str], handle: PoolHandle,
+              run_id: str, wave_seq: int, progress: _Progress) -> pa.Table:
+    """One wave through the replicas into staged Parquet files, read back as one Arrow table."""
+    import pyarrow.dataset as ds
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    key, text_col = config.input.key, config.input.text
+    questions = {n: config.instructions[n] for n in chosen}
+    spark_schema = from_arrow_schema(pa.schema(list(schema) + [pa.field("_real_tokens", pa.int64()),
+                                                               pa.field("_computed_tokens", pa.int64())]))
+    rows = part.count()
+    partitions = max(1, math.ceil(rows / config.spark.rows_per_partition))
+    accumulator = progress.accumulator(spark)
+    batch_rows = config.ray.batch_rows
+
+    def embed_fn(batches):
+        client = PoolClient(handle)
+        for out in embed_partition(batches, client, questions, text_col, schema, batch_rows):
+            accumulator.add(out.num_rows)
+            yield out
+
+    staged = tables.staging_dir(config.output.path, f"{run_id}/wave-{wave_seq}")
+    keep = [key, KEY_HASH, text_col, *config.input.passthrough]
+    out = part.select(*dict.fromkeys(keep)).repartition(partitions).mapInArrow(embed_fn, spark_schema)
+    out.write.mode("overwrite").parquet(staged)
+    data = ds.dataset(staged, format="parquet").to_table()
+    progress.wave_done(rows)
+    return data.select([f.name for f in schema] + ["_real_tokens", "_computed_tokens"])
+
+
+class _Progress:
+    """A live line: rows done, rows/s, ETA; fed by a Spark accumulator as tasks finish."""
+
+    def __init__(self, total: int, enabled: bool, log: Callable[[str], None]):
+        self.total, self.enabled, self.log = total, enabled, log
+        self.done_before = 0
+        self.acc = None
+        self.started = time.perf_counter()
+        self._stop = threading.Event()
+        self._thread = None
+        if enabled and total:
+            self._thread = threading.Thread(target=self._loop, daemon=True)
+            self._thread.start()
+
+    def accumulator(self, spark):
+        self.acc = spark.sparkContext.accumulator(0)
+        return self.acc
+
+    def wave_done(self, rows: int) -> None:
+        self.done_before += rows
+        self.acc = None
+
+    def current(self) -> int:
+        return self.done_before + (self.acc.value if self.acc is not None else 0)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(2.0):
+            self._print()
+
+    def _print(self) -> None:
+        done = min(self.current(), self.total)
+        elapsed = time.perf_counter() - self.started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - done) / rate if rate > 0 else float("nan")
+        print(f"\r[inbedder] {done}/{self.total} rows  {rate:.1f} rows/s  ETA {eta:.0f}s", end="",
+              file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._print()
+            print(file=sys.stderr)

@@ -1,0 +1,386 @@
+"""Reading sources and writing outputs: Parquet datasets and Delta tables.
+
+Delta goes through delta-rs (deltalake): a source is pinned to one table
+version and handed to Spark as that version's Parquet files; outputs are
+committed as Delta transactions. Nothing here imports Spark or Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+KEY_HASH = "_inbedder_text_sha256"
+ERROR = "_inbedder_error"
+STAGING = "_inbedder_staging"
+META_KEY = "inbedder"  # Parquet key-value metadata key / Delta table property prefix
+# Delta reader features a plain read of the snapshot's Parquet files would get wrong
+UNSUPPORTED_READER_FEATURES = {
+    "deletionVectors": "rows deleted through deletion vectors would come back",
+    "columnMapping": "column names in the files differ from the table's",
+    "v2Checkpoint": "not supported by this reader yet",
+    "timestampNtz": None,  # fine for Parquet readers
+}
+
+
+class TableError(ValueError):
+    """A source or output table can't be used as asked; the message says why."""
+
+
+def embedding_column(name: str) -> str:
+    return f"{name}_embedding"
+
+
+def answer_column(name: str) -> str:
+    return f"{name}_answer"
+
+
+def is_remote(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def is_delta_table(path: str, storage_options: dict[str, str] | None = None) -> bool:
+    if not is_remote(path):
+        return (Path(path) / "_delta_log").is_dir() and any((Path(path) / "_delta_log").glob("*.json"))
+    from deltalake import DeltaTable
+
+    try:
+        return is_delta_table(path, storage_options)
+    except OSError:
+        return False
+
+
+def detect_format(path: str, declared: str, storage_options: dict[str, str] | None = None) -> str:
+    is_delta = is_delta_table(path, storage_options)
+    if declared == "delta" and not is_delta:
+        raise TableError(f"{path} is not a Delta table (no readable _delta_log)")
+    if declared == "auto":
+        return "delta" if is_delta else "parquet"
+    return declared
+
+
+@dataclass
+class Snapshot:
+    """One immutable view of a source table: what Spark reads."""
+
+    path: str
+    format: str
+    version: int | None
+    files: list[str]
+    schema: pa.Schema
+    partition_columns: list[str] = field(default_factory=list)
+
+
+def open_snapshot(path: str, declared_format: str, version: int | None,
+                  storage_options: dict[str, str] | None = None) -> Snapshot:
+    if not is_remote(path) and not Path(path).exists():
+        raise TableError(f"input {path} does not exist")
+    fmt = detect_format(path, declared_format, storage_options)
+    if fmt == "delta":
+        return _delta_snapshot(path, version, storage_options)
+    if version is not None:
+        raise TableError(f"input {path} is a Parquet dataset: it has no version to pin")
+    try:
+        dataset = ds.dataset(path, format="parquet", partitioning="hive")
+        files = list(dataset.files)
+        schema = dataset.schema
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise TableError(f"input {path} is not a readable Parquet dataset: {exc}") from exc
+    if not files:
+        raise TableError(f"input {path} holds no Parquet files")
+    partitions = [n for n in schema.names if n not in pq.read_schema(files[0]).names]
+    return Snapshot(path, "parquet", None, files, schema, partitions)
+
+
+def _delta_snapshot(path: str, version: int | None, storage_options: dict[str, str] | None) -> Snapshot:
+    from deltalake import DeltaTable
+
+    try:
+        table = DeltaTable(path, version=version, storage_options=storage_options)
+    except Exception as exc:  # delta-rs raises several types for a missing version or a broken log
+        raise TableError(f"can't open Delta table {path} at version {version}: {exc}") from exc
+    protocol = table.protocol()
+    for feature in protocol.reader_features or []:
+        why = UNSUPPORTED_READER_FEATURES.get(feature, "unknown to this reader")
+        if why:
+            raise TableError(f"Delta table {path} uses reader feature {feature!r}, which this job can't honour "
+                             f"({why}); rewrite the table without it (e.g. REORG/purge) or export it to Parquet")
+    schema = pa.schema(table.schema().to_arrow())
+    return Snapshot(path, "delta", table.version(), list(table.file_uris()), schema,
+                    list(table.metadata().partition_columns))
+
+
+# --- output metadata -----------------------------------------------------------------
+
+@dataclass
+class OutputMeta:
+    """How the vectors in an output were made; stored with the table."""
+
+    model: str
+    fingerprint: str
+    template: str
+    dim: int
+    key: str
+    instructions: dict[str, str]
+
+    def to_properties(self) -> dict[str, str]:
+        props = {f"{META_KEY}.model": self.model, f"{META_KEY}.fingerprint": self.fingerprint,
+                 f"{META_KEY}.template": self.template, f"{META_KEY}.dim": str(self.dim),
+                 f"{META_KEY}.key": self.key}
+        props.update({f"{META_KEY}.instruction.{n}": q for n, q in self.instructions.items()})
+        return props
+
+    def to_description(self) -> str:
+        return json.dumps({META_KEY: self.__dict__}, sort_keys=True)
+
+    @classmethod
+    def from_delta(cls, metadata: object) -> OutputMeta | None:
+        """Table properties, or the description a first commit carries before they are set."""
+        found = cls.from_properties(dict(metadata.configuration))  # type: ignore[attr-defined]
+        if found is None and getattr(metadata, "description", None):
+            try:
+                return cls(**json.loads(metadata.description)[META_KEY])  # type: ignore[attr-defined]
+            except (ValueError, KeyError, TypeError):
+                return None
+        return found
+
+    @classmethod
+    def from_properties(cls, props: dict[str, str]) -> OutputMeta | None:
+        if f"{META_KEY}.fingerprint" not in props:
+            return None
+        prefix = f"{META_KEY}.instruction."
+        return cls(props[f"{META_KEY}.model"], props[f"{META_KEY}.fingerprint"], props[f"{META_KEY}.template"],
+                   int(props[f"{META_KEY}.dim"]), props[f"{META_KEY}.key"],
+                   {k[len(prefix):]: v for k, v in props.items() if k.startswith(prefix)})
+
+
+@dataclass
+class ExistingOutput:
+    format: str
+    version: int | None
+    meta: OutputMeta | None
+    schema: pa.Schema
+
+
+def existing_output(path: str, fmt: str, storage_options: dict[str, str] | None = None) -> ExistingOutput | None:
+    from deltalake import DeltaTable
+
+    if fmt == "delta":
+        if not is_delta_table(path, storage_options):
+            if not is_remote(path) and Path(path).exists() and any(p.name != STAGING for p in Path(path).iterdir()):
+                raise TableError(f"output {path} exists and is not a Delta table: refusing to write into it")
+            return None
+        table = DeltaTable(path, storage_options=storage_options)
+        return ExistingOutput("delta", table.version(), OutputMeta.from_delta(table.metadata()),
+                              pa.schema(table.schema().to_arrow()))
+    if not Path(path).exists():
+        return None
+    files = [f for f in ds.dataset(path, format="parquet").files]
+    if not files:
+        raise TableError(f"output {path} exists but holds no Parquet files: refusing to write into it")
+    schema = pq.read_schema(files[0])
+    raw = (schema.metadata or {}).get(META_KEY.encode())
+    meta = OutputMeta(**json.loads(raw)) if raw else None
+    return ExistingOutput("parquet", None, meta, schema)
+
+
+def read_columns(path: str, fmt: str, columns: list[str], version: int | None = None,
+                 storage_options: dict[str, str] | None = None) -> pa.Table:
+    """A few columns of a table (the incremental check reads key, hash and vector presence)."""
+    if fmt == "delta":
+        from deltalake import DeltaTable
+
+        table = DeltaTable(path, version=version, storage_options=storage_options)
+        dataset = table.to_pyarrow_dataset()
+    else:
+        dataset = ds.dataset(path, format="parquet", partitioning="hive")
+    present = [c for c in columns if c in dataset.schema.names]
+    return dataset.to_table(columns=present)
+
+
+# --- commits -------------------------------------------------------------------------
+
+def app_id(run_id: str) -> str:
+    return f"inbedder:{run_id}"
+
+
+def delta_transaction_version(path: str, run_id: str, storage_options: dict[str, str] | None = None) -> int:
+    from deltalake import DeltaTable
+
+    if not is_delta_table(path, storage_options):
+        return -1
+    version = DeltaTable(path, storage_options=storage_options).transaction_version(app_id(run_id))
+    return -1 if version is None else int(version)
+
+
+def commit_delta_wave(path: str, data: pa.Table, key: str, meta: OutputMeta, run_id: str, wave: int,
+                      *, update_columns: list[str], null_when_changed: list[str] | None = None,
+                      storage_options: dict[str, str] | None = None) -> int | None:
+    """Upsert one wave by key in one Delta transaction; a wave already committed is skipped.
+
+    Rows whose text changed also lose the vectors of instructions this run did not
+    compute (`null_when_changed`), so no vector outlives the text it was made from.
+    Returns the new table version, or None when this (run, wave) was committed before.
+    """
+    from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+
+    if delta_transaction_version(path, run_id, storage_options) >= wave:
+        return None
+    props = CommitProperties(app_transactions=[Transaction(app_id=app_id(run_id), version=wave)],
+                             custom_metadata={"inbedder.run_id": run_id, "inbedder.wave": str(wave)})
+    if not is_delta_table(path, storage_options):
+        # delta-rs refuses custom properties at creation: the description carries them atomically with
+        # the first rows, and the properties follow in the next commit
+        write_deltalake(path, data, mode="error", description=meta.to_description(), commit_properties=props,
+                        storage_options=storage_options)
+        set_output_meta(path, meta, storage_options)
+        return DeltaTable(path, storage_options=storage_options).version()
+    set_output_meta(path, meta, storage_options)
+    table = DeltaTable(path, storage_options=storage_options)
+    merge = table.merge(source=data, predicate=f"t.`{key}` = s.`{key}`", source_alias="s", target_alias="t",
+                        merge_schema=True, commit_properties=props)
+    updates = {f"`{c}`": f"s.`{c}`" for c in update_columns}
+    present = set(pa.schema(table.schema().to_arrow()).names)
+    stale = [c for c in (null_when_changed or []) if c in present]
+    if stale:
+        changed = f"t.`{KEY_HASH}` IS DISTINCT FROM s.`{KEY_HASH}`"
+        merge = merge.when_matched_update(updates=updates | {f"`{c}`": "NULL" for c in stale}, predicate=changed)
+    merge = merge.when_matched_update(updates=updates).when_not_matched_insert_all()
+    merge.execute()
+    return DeltaTable(path, storage_options=storage_options).version()
+
+
+def set_output_meta(path: str, meta: OutputMeta, storage_options: dict[str, str] | None = None) -> None:
+    from deltalake import DeltaTable
+
+    table = DeltaTable(path, storage_options=storage_options)
+    wanted = meta.to_properties()
+    if OutputMeta.from_properties(dict(table.metadata().configuration)) != meta:
+        table.alter.set_table_properties(wanted, raise_if_not_exists=False)
+
+
+def clear_columns(path: str, columns: list[str], storage_options: dict[str, str] | None = None) -> None:
+    """Null whole columns (an instruction's question changed: its old vectors answer another question)."""
+    from deltalake import DeltaTable
+
+    table = DeltaTable(path, storage_options=storage_options)
+    present = set(pa.schema(table.schema().to_arrow()).names)
+    updates = {f"`{c}`": "NULL" for c in columns if c in present}
+    if updates:
+        table.update(updates=updates)
+
+
+def delta_version(path: str, storage_options: dict[str, str] | None = None) -> int:
+    from deltalake import DeltaTable
+
+    return DeltaTable(path, storage_options=storage_options).version()
+
+
+def output_files(path: str, fmt: str, storage_options: dict[str, str] | None = None) -> list[str]:
+    if fmt == "delta":
+        from deltalake import DeltaTable
+
+        return list(DeltaTable(path, storage_options=storage_options).file_uris())
+    return list(ds.dataset(path, format="parquet").files)
+
+
+def commit_parquet_output(path: str, existing: ExistingOutput | None, parts: list[pa.Table], key: str,
+                          source_keys: pa.Array, meta: OutputMeta) -> int:
+    """Old rows that were not re-embedded, plus this run's rows, minus keys gone from the source."""
+    import pyarrow.compute as pc
+
+    new = pa.concat_tables(parts, promote_options="permissive") if parts else None
+    old = ds.dataset(path, format="parquet").to_table() if existing is not None else None
+    deleted = 0
+    if old is not None:
+        keep = pc.is_in(old.column(key), value_set=source_keys)
+        deleted = len(old) - pc.sum(keep).as_py()
+        old = old.filter(keep)
+        if new is not None:
+            old = old.filter(pc.invert(pc.is_in(old.column(key), value_set=new.column(key))))
+            replaced_cols = [c for c in new.column_names if c != key]
+            carry = [c for c in old.column_names if c not in replaced_cols or c == key]
+            # rows re-embedded for some instructions keep their other vectors
+            new = _fill_from(new, ds.dataset(path, format="parquet").to_table(), key, carry)
+    if new is None and old is None:
+        return 0
+    combined = pa.concat_tables([t for t in (old, new) if t is not None], promote_options="permissive")
+    if new is None and deleted == 0 and existing is not None and existing.meta == meta:
+        return 0
+    write_parquet_output(path, [combined], meta, combined.schema)
+    return deleted
+
+
+def _fill_from(new: pa.Table, old: pa.Table, key: str, carry: list[str]) -> pa.Table:
+    """Columns the new rows lack, taken from the same keys' old rows (vectors of other instructions)."""
+    missing = [c for c in carry if c not in new.column_names]
+    if not missing:
+        return new
+    return new.join(old.select([key, *missing]), key, join_type="left outer")
+
+
+def delete_missing_keys(path: str, key: str, keep: pa.Array, run_id: str,
+                        storage_options: dict[str, str] | None = None) -> int:
+    """Remove output rows whose key left the source, so the output equals a clean run's."""
+    from deltalake import CommitProperties, DeltaTable
+
+    table = DeltaTable(path, storage_options=storage_options)
+    present = table.to_pyarrow_dataset().to_table(columns=[key]).column(key)
+    gone = pa.compute.filter(present, pa.compute.invert(pa.compute.is_in(present, value_set=keep)))
+    if len(gone) == 0:
+        return 0
+    source = pa.table({key: gone})
+    table.merge(source=source, predicate=f"t.`{key}` = s.`{key}`", source_alias="s", target_alias="t",
+                commit_properties=CommitProperties(custom_metadata={"inbedder.run_id": run_id})
+                ).when_matched_delete().execute()
+    return len(gone)
+
+
+def write_parquet_output(path: str, tables: Iterable[pa.Table], meta: OutputMeta, schema: pa.Schema) -> None:
+    """Write a whole Parquet dataset beside the old one, then swap directories.
+
+    Plain Parquet has no transaction log: readers see either the old or the new
+    dataset (or, for an instant, none), never a mix.
+    """
+    if is_remote(path):
+        raise TableError("Parquet output to object storage has no atomic commit here: use output.format=delta")
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fresh = target.parent / f".{target.name}.inbedder-new-{uuid.uuid4().hex[:8]}"
+    fresh.mkdir()
+    schema = schema.with_metadata({META_KEY: json.dumps(meta.__dict__)})
+    with pq.ParquetWriter(fresh / "part-00000.parquet", schema) as writer:
+        for t in tables:
+            writer.write_table(t.cast(schema))
+    old = target.parent / f".{target.name}.inbedder-old-{uuid.uuid4().hex[:8]}"
+    if target.exists():
+        os.rename(target, old)
+    os.rename(fresh, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def staging_dir(output_path: str, run_id: str) -> str:
+    return str(Path(output_path) / STAGING / run_id) if not is_remote(output_path) else \
+        f"{output_path.rstrip('/')}/{STAGING}/{run_id}"
+
+
+def remove_staging(output_path: str, run_id: str) -> None:
+    if not is_remote(output_path):
+        shutil.rmtree(staging_dir(output_path, run_id), ignore_errors=True)
+        root = Path(output_path) / STAGING
+        if root.exists() and not any(root.iterdir()):
+            root.rmdir()
+
+
+def now() -> float:
+    return time.perf_counter()
