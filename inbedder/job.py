@@ -13,6 +13,7 @@ import os
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -218,7 +219,8 @@ def run_job(config: JobConfig, log: Callable[[str], None] = print) -> RunReport:
         with ray_cluster(config) as address:
             import ray
 
-            handle, actors = start_pool(config, address, f"{run_id[:8]}-{os.getpid()}-{int(time.time())}")
+            attempt = uuid.uuid4().hex[:8]  # this process's try at the run: names its replicas and staging
+            handle, actors = start_pool(config, address, f"{run_id[:8]}-{attempt}")
             try:
                 identity = ray.get(actors[0].identity.remote())
                 report.model, report.fingerprint = identity["model"], identity["fingerprint"]
@@ -226,7 +228,7 @@ def run_job(config: JobConfig, log: Callable[[str], None] = print) -> RunReport:
                                   identity["dim"], config.input.key, dict(config.instructions))
                 _check_existing(existing, meta, config)
                 report.seconds["start_up"] = time.perf_counter() - started
-                execute(spark, config, snapshot, existing, meta, handle, report, log)
+                execute(spark, config, snapshot, existing, meta, handle, report, attempt, log)
             finally:
                 for actor in actors:
                     ray.kill(actor)
@@ -288,7 +290,8 @@ def existing_state(spark, config: JobConfig, existing: tables.ExistingOutput, us
 
 
 def execute(spark, config: JobConfig, snapshot: tables.Snapshot, existing: tables.ExistingOutput | None,
-            meta: OutputMeta, handle: PoolHandle, report: RunReport, log: Callable[[str], None]) -> None:
+            meta: OutputMeta, handle: PoolHandle, report: RunReport, attempt: str,
+            log: Callable[[str], None]) -> None:
     from pyspark.sql import functions as F
 
     t_read = time.perf_counter()
@@ -352,7 +355,7 @@ def execute(spark, config: JobConfig, snapshot: tables.Snapshot, existing: table
         for w in range(waves):
             t0 = time.perf_counter()
             data = _run_wave(spark, config, subset.where(F.col("_wave") == w), schema, chosen, handle,
-                             report.run_id, wave_seq, progress)
+                             f"{report.run_id}/{attempt}", wave_seq, progress)
             t1 = time.perf_counter()
             t_embed_total += t1 - t0
             real += pa.compute.sum(data.column("_real_tokens")).as_py() or 0
@@ -371,7 +374,7 @@ def execute(spark, config: JobConfig, snapshot: tables.Snapshot, existing: table
                     config.output.path, data, key, meta_with(meta, existing, names), report.run_id, wave_seq,
                     update_columns=update, null_when_changed=[embedding_column(n) for n in stale])
                 report.output_version = version if version is not None else report.output_version
-                tables.remove_staging(config.output.path, f"{report.run_id}/wave-{wave_seq}")
+                tables.remove_staging(config.output.path, f"{report.run_id}/{attempt}/wave-{wave_seq}")
             else:
                 parquet_parts.append(data)
             report.waves += 1
@@ -395,7 +398,7 @@ def execute(spark, config: JobConfig, snapshot: tables.Snapshot, existing: table
     else:
         report.rows_deleted = tables.commit_parquet_output(config.output.path, existing, parquet_parts, key, keys,
                                                           meta_with(meta, existing, names))
-    tables.remove_staging(config.output.path, report.run_id)
+    tables.remove_staging(config.output.path, f"{report.run_id}/{attempt}")
     report.seconds["commit"] += time.perf_counter() - t_commit
     df.unpersist()
     todo.unpersist()

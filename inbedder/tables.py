@@ -232,6 +232,29 @@ def commit_delta_wave(path: str, data: pa.Table, key: str, meta: OutputMeta, run
     compute (`null_when_changed`), so no vector outlives the text it was made from.
     Returns the new table version, or None when this (run, wave) was committed before.
     """
+    from deltalake.exceptions import CommitFailedError, DeltaError
+
+    attempts = 5
+    for attempt in range(attempts):
+        try:
+            return _commit_delta_wave_once(path, data, key, meta, run_id, wave, update_columns, null_when_changed,
+                                           storage_options)
+        except (CommitFailedError, DeltaError) as exc:
+            # another writer committed first: re-read the table and try again (the upsert is idempotent)
+            if attempt == attempts - 1 or not _is_conflict(exc):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    return None
+
+
+def _is_conflict(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return any(w in text for w in ("conflict", "already exists", "version", "concurrent", "transaction"))
+
+
+def _commit_delta_wave_once(path: str, data: pa.Table, key: str, meta: OutputMeta, run_id: str, wave: int,
+                            update_columns: list[str], null_when_changed: list[str] | None,
+                            storage_options: dict[str, str] | None) -> int | None:
     from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
     if delta_transaction_version(path, run_id, storage_options) >= wave:
@@ -375,12 +398,12 @@ def staging_dir(output_path: str, run_id: str) -> str:
 
 
 def remove_staging(output_path: str, run_id: str) -> None:
-    if not is_remote(output_path):
-        shutil.rmtree(staging_dir(output_path, run_id), ignore_errors=True)
-        root = Path(output_path) / STAGING
-        if root.exists() and not any(root.iterdir()):
-            root.rmdir()
-
-
-def now() -> float:
-    return time.perf_counter()
+    """Drop a finished wave's (or run's) staged files, and staging folders left empty."""
+    if is_remote(output_path):
+        return  # object stores: a lifecycle rule on _inbedder_staging/ cleans up (see README)
+    shutil.rmtree(staging_dir(output_path, run_id), ignore_errors=True)
+    root = Path(output_path) / STAGING
+    folder = Path(staging_dir(output_path, run_id)).parent
+    while folder != root.parent and folder.exists() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent

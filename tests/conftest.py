@@ -91,3 +91,29 @@ def xquad_contexts() -> list[str]:
     if not path.exists():
         pytest.skip(f"{path} not present")
     return list(dict.fromkeys(pq.read_table(path).column("context").to_pylist()))
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    """One local Spark session and one loopback Ray cluster for every job test."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+
+    from inbedder.config import load_config
+    from inbedder.job import start_spark
+
+    config = load_config(base={"input.path": "x", "input.key": "k", "input.text": "t", "instructions": {"q": "?"},
+                               "output.path": "y"})
+    spark, _ = start_spark(config)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+             object_store_memory=256 * 2**20, namespace="inbedder", log_to_driver=False, logging_level="ERROR")
+    yield spark
+    ray.shutdown()
+    spark.stop()
+
+
+@pytest.fixture(scope="session")
+def sample_rows() -> "pa.Table":
+    import pyarrow.parquet as pq
+
+    return pq.read_table(REPO / "inbedder" / "data" / "banking77_sample.parquet").slice(0, 240)

@@ -1,0 +1,295 @@
+"""The batch job on real local Spark and Ray, with a tiny model: correctness, incrementality, safety."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from deltalake import DeltaTable, write_deltalake
+
+from inbedder import InBedder
+from inbedder.config import ConfigError, load_config
+from inbedder.job import JobError, run_job
+from inbedder.tables import TableError
+
+pytestmark = pytest.mark.timeout(600)
+QUESTIONS = {"intent": "What does the customer want?", "feeling": "How does the customer feel?"}
+
+
+def config_for(src, out, model_dir, **extra):
+    base = {"input.path": str(src), "input.key": "id", "input.text": "text", "input.passthrough": ["category"],
+            "instructions": dict(QUESTIONS), "output.path": str(out), "model.name": str(model_dir),
+            "progress": False, "ray.batch_rows": 32, "output.wave_rows": 100, "spark.rows_per_partition": 60}
+    base.update(extra)
+    return load_config(base=base)
+
+
+def read_output(path) -> pa.Table:
+    return DeltaTable(str(path)).to_pyarrow_table().sort_by("id")
+
+
+def expected_vectors(model_dir, texts, question):
+    return InBedder.from_pretrained(str(model_dir)).encode(texts, question)
+
+
+def vectors(table: pa.Table, column: str) -> np.ndarray:
+    return np.array(table.column(column).to_pylist(), dtype=np.float32)
+
+
+@pytest.fixture()
+def delta_source(tmp_path, sample_rows):
+    path = tmp_path / "source_delta"
+    write_deltalake(str(path), sample_rows.slice(0, 200))
+    write_deltalake(str(path), sample_rows.slice(200, 40), mode="append")  # version 1
+    return path
+
+
+def test_parquet_input_to_delta_output_matches_the_engine(cluster, tmp_path, sample_rows, tiny_dirs):
+    src = tmp_path / "src.parquet"
+    pq.write_table(sample_rows, src)
+    report = run_job(config_for(src, tmp_path / "out", tiny_dirs["llama"]), log=lambda m: None)
+    out = read_output(tmp_path / "out")
+    assert out.num_rows == 240 and report.rows_embedded == 240 and report.status == "succeeded"
+    assert out.column("category").to_pylist() == sample_rows.sort_by("id").column("category").to_pylist()
+    texts = sample_rows.sort_by("id").column("text").to_pylist()
+    for name, question in QUESTIONS.items():
+        np.testing.assert_allclose(vectors(out, f"{name}_embedding"), expected_vectors(tiny_dirs["llama"], texts, question),
+                                   atol=1e-4)
+    props = DeltaTable(str(tmp_path / "out")).metadata().configuration
+    assert props["inbedder.instruction.intent"] == QUESTIONS["intent"] and props["inbedder.dim"] == "64"
+    assert props["inbedder.fingerprint"] == InBedder.from_pretrained(str(tiny_dirs["llama"])).fingerprint
+    assert report.waves >= 3 and set(report.seconds) >= {"start_up", "read", "embed", "commit"}
+    assert not (tmp_path / "out" / "_inbedder_staging").exists()
+
+
+def test_rerun_embeds_nothing_and_changed_rows_are_reembedded(cluster, tmp_path, delta_source, tiny_dirs):
+    config = config_for(delta_source, tmp_path / "out", tiny_dirs["llama"])
+    run_job(config, log=lambda m: None)
+    first = read_output(tmp_path / "out")
+    again = run_job(config, log=lambda m: None)
+    assert again.rows_embedded == 0 and again.instructions["intent"].skipped == 240
+    # change two texts and delete one row in the source
+    table = DeltaTable(str(delta_source))
+    edited = [first.column("id")[10].as_py(), first.column("id")[200].as_py()]
+    table.update(updates={"text": "'I was charged twice for one coffee'"},
+                 predicate=f"id IN ('{edited[0]}', '{edited[1]}')")
+    gone = first.column("id")[5].as_py()
+    table.delete(f"id = '{gone}'")
+    third = run_job(config, log=lambda m: None)
+    out = read_output(tmp_path / "out")
+    assert third.rows_embedded == 2 and third.rows_deleted == 1 and out.num_rows == 239
+    changed = out.filter(pc.is_in(out.column("id"), pa.array(edited)))
+    expect = expected_vectors(tiny_dirs["llama"], ["I was charged twice for one coffee"] * 2, QUESTIONS["intent"])
+    np.testing.assert_allclose(vectors(changed, "intent_embedding"), expect, atol=1e-4)
+    unchanged_before = first.filter(pc.invert(pc.is_in(first.column("id"), pa.array([*edited, gone]))))
+    unchanged_after = out.filter(pc.is_in(out.column("id"), unchanged_before.column("id")))
+    assert unchanged_after.column("intent_embedding").to_pylist() == unchanged_before.column("intent_embedding").to_pylist()
+
+
+def test_new_instruction_adds_a_column_without_recomputing(cluster, tmp_path, delta_source, tiny_dirs):
+    run_job(config_for(delta_source, tmp_path / "out", tiny_dirs["llama"], instructions={"intent": QUESTIONS["intent"]}),
+            log=lambda m: None)
+    before = read_output(tmp_path / "out")
+    report = run_job(config_for(delta_source, tmp_path / "out", tiny_dirs["llama"]), log=lambda m: None)
+    out = read_output(tmp_path / "out")
+    assert report.instructions["intent"].embedded == 0 and report.instructions["feeling"].embedded == 240
+    assert out.column("intent_embedding").to_pylist() == before.column("intent_embedding").to_pylist()
+    assert out.column("feeling_embedding").null_count == 0
+
+
+def test_pinned_delta_version(cluster, tmp_path, delta_source, tiny_dirs):
+    report = run_job(config_for(delta_source, tmp_path / "out", tiny_dirs["llama"], **{"input.version": 0}),
+                     log=lambda m: None)
+    assert report.input_version == 0 and read_output(tmp_path / "out").num_rows == 200
+
+
+def test_hive_partitioned_parquet_to_parquet_output(cluster, tmp_path, sample_rows, tiny_dirs):
+    src = tmp_path / "hive"
+    pq.write_to_dataset(sample_rows.slice(0, 60), src, partition_cols=["category"])
+    config = config_for(src, tmp_path / "out_pq", tiny_dirs["llama"], **{"output.format": "parquet"})
+    run_job(config, log=lambda m: None)
+    out = pq.read_table(tmp_path / "out_pq").sort_by("id")
+    assert out.num_rows == 60 and out.column("category").to_pylist() == sample_rows.slice(0, 60).sort_by("id").column("category").to_pylist()
+    assert b"inbedder" in pq.read_schema(next((tmp_path / "out_pq").glob("*.parquet"))).metadata
+    assert run_job(config, log=lambda m: None).rows_embedded == 0
+
+
+def test_merge_into_source_keeps_every_row_and_column(cluster, tmp_path, delta_source, tiny_dirs):
+    before = DeltaTable(str(delta_source)).to_pyarrow_table().sort_by("id")
+    config = config_for(delta_source, delta_source, tiny_dirs["llama"], **{"output.mode": "merge",
+                                                                            "input.passthrough": []})
+    run_job(config, log=lambda m: None)
+    after = read_output(delta_source)
+    assert after.num_rows == before.num_rows
+    for column in before.column_names:
+        assert after.column(column).to_pylist() == before.column(column).to_pylist()
+    assert after.column("intent_embedding").null_count == 0
+
+
+def test_row_errors_are_recorded_and_max_error_rate_fails_the_run(cluster, tmp_path, sample_rows, tiny_dirs):
+    texts = sample_rows.column("text").to_pylist()[:20]
+    texts[3], texts[7] = None, "   "
+    src = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"id": [f"r{i}" for i in range(20)], "text": texts, "category": ["c"] * 20}), src)
+    report = run_job(config_for(src, tmp_path / "out", tiny_dirs["llama"]), log=lambda m: None)
+    out = read_output(tmp_path / "out")
+    errors = dict(zip(out.column("id").to_pylist(), out.column("_inbedder_error").to_pylist()))
+    assert "null" in errors["r3"] and "empty" in errors["r7"] and errors["r4"] is None
+    assert report.rows_failed == 2 and report.rows_embedded == 18
+    assert out.filter(pc.field("id") == "r3").column("intent_embedding").null_count == 1
+    with pytest.raises(JobError, match="over max_error_rate"):
+        run_job(config_for(src, tmp_path / "out2", tiny_dirs["llama"], max_error_rate=0.05), log=lambda m: None)
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing_column", "has no column"),
+        ("wrong_type", "not a string column"),
+        ("duplicate_keys", "is not unique"),
+        ("missing_input", "does not exist"),
+        ("corrupt_input", "not a readable Parquet dataset"),
+    ],
+)
+def test_bad_inputs_fail_clearly_and_touch_nothing(cluster, tmp_path, sample_rows, tiny_dirs, case, message):
+    src = tmp_path / "src.parquet"
+    rows = sample_rows.slice(0, 30)
+    if case == "missing_column":
+        rows = rows.drop_columns(["category"])
+    elif case == "wrong_type":
+        rows = rows.set_column(1, "text", pa.array(range(30)))
+    elif case == "duplicate_keys":
+        rows = rows.set_column(0, "id", pa.array(["same"] * 30))
+    if case != "missing_input":
+        pq.write_table(rows, src)
+    if case == "corrupt_input":
+        src.write_bytes(b"PAR1 this is not parquet")
+    before = src.read_bytes() if src.exists() else None
+    with pytest.raises((TableError, JobError), match=message):
+        run_job(config_for(src, tmp_path / "out", tiny_dirs["llama"]), log=lambda m: None)
+    assert (src.read_bytes() if src.exists() else None) == before
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("*.parquet"))
+
+
+def test_output_equal_to_input_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="output.path equals input.path"):
+        load_config(base={"input.path": str(tmp_path), "input.key": "id", "input.text": "text",
+                          "instructions": {"q": "What?"}, "output.path": str(tmp_path)})
+
+
+def test_config_errors_name_the_field(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text("input: {path: x, key: id}\ninstructions: {q: \"What is it?\"}\noutput: {path: y, fromat: delta}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "input.text: Field required" in str(err.value) and "output.fromat: Extra inputs" in str(err.value)
+    with pytest.raises(ConfigError, match="ray.max_in_flight"):
+        load_config(path, ["input.text=text", "output.fromat=", "ray.max_in_flight=0"])
+
+
+def test_output_made_by_another_model_is_refused(cluster, tmp_path, delta_source, tiny_dirs):
+    run_job(config_for(delta_source, tmp_path / "out", tiny_dirs["llama"]), log=lambda m: None)
+    before = read_output(tmp_path / "out")
+    with pytest.raises(TableError, match="holds vectors from model"):
+        run_job(config_for(delta_source, tmp_path / "out", tiny_dirs["opt"]), log=lambda m: None)
+    assert read_output(tmp_path / "out").equals(before)
+
+
+def test_a_killed_replica_is_replaced_and_the_output_is_exact(cluster, tmp_path, sample_rows, tiny_dirs):
+    import ray
+
+    src = tmp_path / "src.parquet"
+    pq.write_table(sample_rows, src)
+    config = config_for(src, tmp_path / "out", tiny_dirs["llama"], **{"ray.batch_rows": 8})
+    killed = []
+
+    def kill_one_replica():
+        deadline = time.time() + 120
+        while time.time() < deadline and not killed:
+            names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                     if a["name"].startswith("replica-")]
+            if names and (tmp_path / "out" / "_delta_log").exists():
+                pid = ray.get(ray.get_actor(names[0], namespace="inbedder").identity.remote())["pid"]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=kill_one_replica)
+    watcher.start()
+    report = run_job(config, log=lambda m: None)
+    watcher.join()
+    assert killed, "the replica was never killed: the run ended too fast to test this"
+    out = read_output(tmp_path / "out")
+    assert out.num_rows == 240 and report.rows_embedded == 240
+    texts = sample_rows.sort_by("id").column("text").to_pylist()
+    np.testing.assert_allclose(vectors(out, "intent_embedding"),
+                               expected_vectors(tiny_dirs["llama"], texts, QUESTIONS["intent"]), atol=1e-4)
+
+
+def test_a_killed_job_resumes_and_equals_a_clean_run(cluster, tmp_path, sample_rows, tiny_dirs):
+    src = tmp_path / "src.parquet"
+    pq.write_table(sample_rows, src)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "inbedder.cli", "embed", "--input", str(src), "--key", "id", "--text", "text",
+           "--passthrough", "category", "--output", str(out), "--model", str(tiny_dirs["llama"]),
+           *[f"--instruction={n}={q}" for n, q in QUESTIONS.items()],
+           "--set", "output.wave_rows=30", "--set", "ray.batch_rows=8", "--set", "progress=false"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            if (out / "_delta_log").exists() and DeltaTable(str(out)).version() >= 2:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the job finished before it could be killed"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    partial = read_output(out).num_rows
+    assert 0 < partial < 240
+    report = run_job(config_for(src, out, tiny_dirs["llama"], **{"output.wave_rows": 30}), log=lambda m: None)
+    assert report.rows_embedded == 240 - partial
+    clean_out = tmp_path / "clean"
+    run_job(config_for(src, clean_out, tiny_dirs["llama"]), log=lambda m: None)
+    resumed, clean = read_output(out), read_output(clean_out)
+    assert resumed.column_names == clean.column_names and resumed.num_rows == clean.num_rows
+    for column in resumed.column_names:
+        if column.endswith("_embedding"):
+            np.testing.assert_allclose(vectors(resumed, column), vectors(clean, column), atol=1e-4)
+        else:
+            assert resumed.column(column).to_pylist() == clean.column(column).to_pylist()
+
+
+def test_two_runs_writing_one_output_at_once_leave_a_consistent_table(cluster, tmp_path, sample_rows, tiny_dirs):
+    src = tmp_path / "src.parquet"
+    pq.write_table(sample_rows, src)
+    config = config_for(src, tmp_path / "out", tiny_dirs["llama"])
+    outcomes: list[object] = []
+
+    def run():
+        try:
+            outcomes.append(run_job(config, log=lambda m: None))
+        except Exception as exc:  # a clean conflict error is acceptable, a corrupt table is not
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert any(not isinstance(o, Exception) for o in outcomes), outcomes
+    out = read_output(tmp_path / "out")
+    assert out.num_rows == 240 and len(set(out.column("id").to_pylist())) == 240
+    assert out.column("intent_embedding").null_count == 0
+    assert run_job(config, log=lambda m: None).rows_embedded == 0
