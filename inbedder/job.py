@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
@@ -214,27 +215,17 @@ def run_job(config: JobConfig, log: Callable[[str], None] = print) -> RunReport:
     run_id = config.run_id or default_run_id(config, snapshot.version)
     report = RunReport(run_id, config.input.path, snapshot.version, config.output.path, config.output.format)
     existing = tables.existing_output(config.output.path, config.output.format)
-    spark, own_spark = start_spark(config)
-    try:
-        with ray_cluster(config) as address:
-            import ray
-
-            attempt = uuid.uuid4().hex[:8]  # this process's try at the run: names its replicas and staging
-            handle, actors = start_pool(config, address, f"{run_id[:8]}-{attempt}")
-            try:
-                identity = ray.get(actors[0].identity.remote())
-                report.model, report.fingerprint = identity["model"], identity["fingerprint"]
-                meta = OutputMeta(identity["model"], identity["fingerprint"], identity["template"],
-                                  identity["dim"], config.input.key, dict(config.instructions))
-                _check_existing(existing, meta, config)
-                report.seconds["start_up"] = time.perf_counter() - started
-                execute(spark, config, snapshot, existing, meta, handle, report, attempt, log)
-            finally:
-                for actor in actors:
-                    ray.kill(actor)
-    finally:
-        if own_spark:
-            spark.stop()
+    # the JVM starts while Ray starts and the replicas load their model: the two waits overlap
+    with ThreadPoolExecutor(1, thread_name_prefix="spark-start") as pool:
+        spark_future = pool.submit(start_spark, config)
+        try:
+            with ray_cluster(config) as address:
+                _run_with_replicas(config, snapshot, existing, report, spark_future, address, started, log)
+        finally:
+            if spark_future.exception() is None:
+                spark, own_spark = spark_future.result()
+                if own_spark:
+                    spark.stop()
     report.seconds["total"] = time.perf_counter() - started
     report.error_rate = report.rows_failed / report.rows_read if report.rows_read else 0.0
     report.status = "succeeded"
@@ -243,6 +234,27 @@ def run_job(config: JobConfig, log: Callable[[str], None] = print) -> RunReport:
         raise JobError(f"{report.rows_failed} of {report.rows_read} rows failed ({report.error_rate:.1%}), over "
                        f"max_error_rate {config.max_error_rate:.1%}; the rows and their errors are in the output")
     return report
+
+
+def _run_with_replicas(config: JobConfig, snapshot: tables.Snapshot, existing: tables.ExistingOutput | None,
+                       report: RunReport, spark_future, address: str, started: float,
+                       log: Callable[[str], None]) -> None:
+    import ray
+
+    attempt = uuid.uuid4().hex[:8]  # this process's try at the run: names its replicas and staging
+    handle, actors = start_pool(config, address, f"{report.run_id[:8]}-{attempt}")
+    try:
+        spark, _ = spark_future.result()
+        identity = ray.get(actors[0].identity.remote())
+        report.model, report.fingerprint = identity["model"], identity["fingerprint"]
+        meta = OutputMeta(identity["model"], identity["fingerprint"], identity["template"], identity["dim"],
+                          config.input.key, dict(config.instructions))
+        _check_existing(existing, meta, config)
+        report.seconds["start_up"] = time.perf_counter() - started
+        execute(spark, config, snapshot, existing, meta, handle, report, attempt, log)
+    finally:
+        for actor in actors:
+            ray.kill(actor)
 
 
 def _check_existing(existing: tables.ExistingOutput | None, meta: OutputMeta, config: JobConfig) -> None:
@@ -263,14 +275,19 @@ def _check_existing(existing: tables.ExistingOutput | None, meta: OutputMeta, co
 
 # --- the Spark plan ------------------------------------------------------------------
 
+def spark_uri(path: str) -> str:
+    """delta-rs and pyarrow say s3://; Spark's Hadoop connector wants s3a://."""
+    return "s3a://" + path[len("s3://"):] if path.startswith("s3://") else path
+
+
 def read_source(spark, snapshot: tables.Snapshot):
     reader = spark.read
     if snapshot.format == "parquet" and not tables.is_remote(snapshot.path) and os.path.isdir(snapshot.path):
         reader = reader.option("basePath", snapshot.path)  # keeps hive partition columns
         return reader.parquet(*snapshot.files)
     if snapshot.format == "delta" and snapshot.partition_columns:
-        reader = reader.option("basePath", snapshot.path.rstrip("/"))
-    return reader.parquet(*snapshot.files)
+        reader = reader.option("basePath", spark_uri(snapshot.path.rstrip("/")))
+    return reader.parquet(*[spark_uri(f) for f in snapshot.files])
 
 
 def existing_state(spark, config: JobConfig, existing: tables.ExistingOutput, usable: list[str]):
@@ -280,7 +297,7 @@ def existing_state(spark, config: JobConfig, existing: tables.ExistingOutput, us
     files = tables.output_files(config.output.path, existing.format)
     if not files:
         return None
-    out = spark.read.parquet(*files)
+    out = spark.read.parquet(*[spark_uri(f) for f in files])
     has_error = F.col(ERROR).isNotNull() if ERROR in out.columns else F.lit(False)
     cols = [F.col(config.input.key).alias("_k"),
             (F.col(KEY_HASH) if KEY_HASH in out.columns else F.lit(None).cast("string")).alias("_h")]
@@ -301,18 +318,19 @@ def execute(spark, config: JobConfig, snapshot: tables.Snapshot, existing: table
     if config.input.filter:
         df = df.where(config.input.filter)
     df = df.withColumn(KEY_HASH, F.sha2(F.col(text), 256)).cache()
-    report.rows_read = df.count()
+    # one pass over the source for the row count and both key checks
+    stats = df.agg(F.count(F.lit(1)).alias("rows"), F.sum(F.col(key).isNull().cast("long")).alias("nulls"),
+                   F.countDistinct(key).alias("distinct")).first()
+    report.rows_read = int(stats["rows"])
     if report.rows_read == 0:
         raise TableError(f"input {config.input.path} has no rows to embed" +
                          (f" after filter {config.input.filter!r}" if config.input.filter else ""))
-    null_keys = df.where(F.col(key).isNull()).count()
-    if null_keys:
-        raise TableError(f"input.key column {key!r} has {null_keys} null value(s): every row needs a key")
-    repeated = df.groupBy(key).count().where("count > 1")
-    dup_count = repeated.count()
-    if dup_count:
+    if stats["nulls"]:
+        raise TableError(f"input.key column {key!r} has {stats['nulls']} null value(s): every row needs a key")
+    if stats["distinct"] < report.rows_read:
+        repeated = df.groupBy(key).count().where("count > 1")
         examples = [str(r[key]) for r in repeated.limit(3).collect()]
-        raise TableError(f"input.key column {key!r} is not unique: {dup_count} key(s) repeat, e.g. "
+        raise TableError(f"input.key column {key!r} is not unique: {repeated.count()} key(s) repeat, e.g. "
                          f"{', '.join(examples)}")
 
     recorded = existing.meta.instructions if existing and existing.meta else {}
@@ -332,8 +350,8 @@ def execute(spark, config: JobConfig, snapshot: tables.Snapshot, existing: table
                 for n in names]
         todo = joined.select(*[df[c] for c in df.columns], *[m.alias(f"_miss_{n}") for n, m in zip(names, miss)])
     todo = todo.where(" OR ".join(f"_miss_{n}" for n in names)).cache()
-    combos = [tuple(bool(r[f"_miss_{n}"]) for n in names) for r in todo.select(*[f"_miss_{n}" for n in names])
-              .distinct().collect()]
+    combos = {tuple(bool(r[f"_miss_{n}"]) for n in names): int(r["count"])
+              for r in todo.groupBy(*[f"_miss_{n}" for n in names]).count().collect()}
     report.seconds["read"] = time.perf_counter() - t_read
     for n in names:
         report.instructions[n] = InstructionCounts()
@@ -344,17 +362,17 @@ def execute(spark, config: JobConfig, snapshot: tables.Snapshot, existing: table
     real = computed = 0
     embed_rows = 0
     t_embed_total = 0.0
-    progress = _Progress(todo.count(), config.progress, log)
-    for combo in sorted(combos, reverse=True):
+    progress = _Progress(sum(combos.values()), config.progress, log)
+    for combo, rows in sorted(combos.items(), reverse=True):
         chosen = [n for n, m in zip(names, combo) if m]
         subset = todo.where(" AND ".join([f"_miss_{n}" if m else f"NOT _miss_{n}" for n, m in zip(names, combo)]))
-        rows = subset.count()
         waves = max(1, math.ceil(rows / config.output.wave_rows))
         subset = subset.withColumn("_wave", F.pmod(F.xxhash64(F.col(key)), F.lit(waves)))
         schema = output_schema(config, snapshot.schema, chosen)
         for w in range(waves):
             t0 = time.perf_counter()
-            data = _run_wave(spark, config, subset.where(F.col("_wave") == w), schema, chosen, handle,
+            data = _run_wave(spark, config, subset.where(F.col("_wave") == w), math.ceil(rows / waves), schema,
+                             chosen, handle,
                              f"{report.run_id}/{attempt}", wave_seq, progress)
             t1 = time.perf_counter()
             t_embed_total += t1 - t0
@@ -419,8 +437,8 @@ def _clear_columns(config: JobConfig, changed: list[str], log: Callable[[str], N
     return time.perf_counter() - t0
 
 
-def _run_wave(spark, config: JobConfig, part, schema: pa.Schema, chosen: list[str], handle: PoolHandle,
-              run_id: str, wave_seq: int, progress: _Progress) -> pa.Table:
+def _run_wave(spark, config: JobConfig, part, expected_rows: int, schema: pa.Schema, chosen: list[str],
+              handle: PoolHandle, run_id: str, wave_seq: int, progress: _Progress) -> pa.Table:
     """One wave through the replicas into staged Parquet files, read back as one Arrow table."""
     import pyarrow.dataset as ds
     from pyspark.sql.pandas.types import from_arrow_schema
@@ -429,8 +447,7 @@ def _run_wave(spark, config: JobConfig, part, schema: pa.Schema, chosen: list[st
     questions = {n: config.instructions[n] for n in chosen}
     spark_schema = from_arrow_schema(pa.schema(list(schema) + [pa.field("_real_tokens", pa.int64()),
                                                                pa.field("_computed_tokens", pa.int64())]))
-    rows = part.count()
-    partitions = max(1, math.ceil(rows / config.spark.rows_per_partition))
+    partitions = max(1, math.ceil(expected_rows / config.spark.rows_per_partition))
     accumulator = progress.accumulator(spark)
     batch_rows = config.ray.batch_rows
 
@@ -443,9 +460,9 @@ def _run_wave(spark, config: JobConfig, part, schema: pa.Schema, chosen: list[st
     staged = tables.staging_dir(config.output.path, f"{run_id}/wave-{wave_seq}")
     keep = [key, KEY_HASH, text_col, *config.input.passthrough]
     out = part.select(*dict.fromkeys(keep)).repartition(partitions).mapInArrow(embed_fn, spark_schema)
-    out.write.mode("overwrite").parquet(staged)
+    out.write.mode("overwrite").parquet(spark_uri(staged))
     data = ds.dataset(staged, format="parquet").to_table()
-    progress.wave_done(rows)
+    progress.wave_done(data.num_rows)
     return data.select([f.name for f in schema] + ["_real_tokens", "_computed_tokens"])
 
 

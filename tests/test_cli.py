@@ -21,7 +21,7 @@ def test_encode_prints_json_lines_with_answers(tiny_dirs):
     result = CliRunner().invoke(main, ["encode", "--model", str(tiny_dirs["llama"]), "-i", "What is it?",
                                        "--answers", "first text", "second text"])
     assert result.exit_code == 0, result.output
-    rows = [json.loads(line) for line in result.output.strip().splitlines()]
+    rows = [json.loads(line) for line in result.stdout.strip().splitlines()]
     assert [r["text"] for r in rows] == ["first text", "second text"]
     assert len(rows[0]["embedding"]) == 64 and isinstance(rows[0]["answer"], str)
 

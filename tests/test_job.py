@@ -293,3 +293,33 @@ def test_two_runs_writing_one_output_at_once_leave_a_consistent_table(cluster, t
     assert out.num_rows == 240 and len(set(out.column("id").to_pylist())) == 240
     assert out.column("intent_embedding").null_count == 0
     assert run_job(config, log=lambda m: None).rows_embedded == 0
+
+
+def test_delta_features_the_reader_cannot_honour_are_refused(cluster, tmp_path, delta_source, tiny_dirs):
+    from deltalake import TableFeatures
+
+    DeltaTable(str(delta_source)).alter.add_feature([TableFeatures.DeletionVectors],
+                                                    allow_protocol_versions_increase=True)
+    with pytest.raises(TableError, match="reader feature 'deletionVectors'"):
+        run_job(config_for(delta_source, tmp_path / "out", tiny_dirs["llama"]), log=lambda m: None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_end_to_end_on_the_default_model(cluster, tmp_path, sample_rows):
+    """The embedded default through Spark and Ray gives the engine's own vectors."""
+    src = tmp_path / "src.parquet"
+    pq.write_table(sample_rows.slice(0, 24), src)
+    config = load_config(base={"input.path": str(src), "input.key": "id", "input.text": "text",
+                               "instructions": dict(QUESTIONS), "output.path": str(tmp_path / "out"),
+                               "progress": False, "model.answers": True, "model.max_answer_tokens": 6})
+    report = run_job(config, log=lambda m: None)
+    out = read_output(tmp_path / "out")
+    model = InBedder.from_pretrained()
+    assert report.fingerprint == model.fingerprint and out.num_rows == 24
+    texts = out.column("text").to_pylist() if "text" in out.column_names else \
+        sample_rows.slice(0, 24).sort_by("id").column("text").to_pylist()
+    got = vectors(out, "feeling_embedding")
+    want = model.encode(texts, QUESTIONS["feeling"])
+    cos = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+    assert cos.min() >= 0.9999
+    assert out.column("intent_answer").null_count == 0 and all(a.strip() for a in out.column("intent_answer").to_pylist())

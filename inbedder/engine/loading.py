@@ -119,7 +119,9 @@ def load_model(
     revision: str | None = None,
 ) -> LoadedModel:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # per-tensor load bars drown the job's own progress line
     model_dir, name = resolve_model_dir(name_or_path, revision, allow_pickle)
     if not (model_dir / "config.json").is_file():
         raise ModelLoadError(f"{model_dir} is not a model directory: it has no config.json")
