@@ -30,7 +30,7 @@ QUESTION = "What does the customer want the bank to do?"
 def run_job(src: Path, out: Path, report: Path) -> float:
     cmd = [sys.executable, "-m", "inbedder.cli", "embed", "--input", str(src), "--key", "id", "--text", "text",
            "--instruction", f"intent={QUESTION}", "--output", str(out), "--report", str(report),
-           "--set", "progress=false", "--set", "output.wave_rows=100000", "--set", "spark.rows_per_partition=250"]
+           "--set", "progress=false", "--set", "output.wave_rows=100000"]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start

@@ -149,7 +149,9 @@ def start_spark(config: JobConfig):
                .config("spark.sql.session.timeZone", "UTC")
                .config("spark.task.maxFailures", "4"))
     if config.spark.master.startswith("local"):
-        builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+        # loopback only; and a handful of shuffle partitions instead of 200 tiny tasks on one machine
+        builder = (builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+                   .config("spark.sql.shuffle.partitions", str(2 * (os.cpu_count() or 2))))
     for k, v in config.spark.conf.items():
         builder = builder.config(k, v)
     spark = builder.getOrCreate()
