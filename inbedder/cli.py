@@ -129,6 +129,74 @@ def embed(config_file, input_path, key, text, instructions, output_path, output_
 
 
 @main.command()
+@click.option("--table", required=True, help="An inbedder output table (Delta or Parquet).")
+@click.option("--instruction", "instructions", multiple=True, help="Instruction column(s); default: all.")
+@click.option("--out", "out_dir", required=True, help="Folder; one sub-folder per instruction.")
+@click.option("--metric", type=click.Choice(["cosine", "inner_product", "l2"]), default="cosine", show_default=True)
+@click.option("--memory-budget-gb", type=float, default=8.0, show_default=True)
+@click.option("--recall-target", type=float, default=0.95, show_default=True)
+@click.option("--rebuild", is_flag=True, help="Build from scratch even where an index exists.")
+def index(table, instructions, out_dir, metric, memory_budget_gb, recall_target, rebuild) -> None:
+    """Build or update one FAISS index per instruction column."""
+    from pathlib import Path
+
+    from inbedder.index import BuildOptions, IndexError_, Manifest, build_index, update_index
+    from inbedder.tables import TableError, existing_output, is_delta_table
+
+    try:
+        existing = existing_output(table, "delta" if is_delta_table(table) else "parquet")
+        names = list(instructions) or sorted(existing.meta.instructions) if existing and existing.meta else list(instructions)
+        if not names:
+            raise IndexError_(f"{table} is not an inbedder output table")
+        for name in names:
+            folder = Path(out_dir) / name
+            options = BuildOptions(metric=metric, memory_budget_bytes=int(memory_budget_gb * 2**30),
+                                   recall_target=recall_target)
+            if (folder / "manifest.json").exists() and not rebuild:
+                manifest, counts = update_index(table, folder, options)
+                click.echo(f"{name}: updated to version {manifest.source_version} {counts}")
+            else:
+                manifest = build_index(table, name, folder, options)
+            click.echo(f"{name}: {manifest.factory} {manifest.search_params}, {manifest.rows} rows, "
+                       f"recall@10 {manifest.recall_at_10}, {manifest.build_seconds:.1f}s -> {folder}")
+    except (TableError, IndexError_) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+@click.argument("index_dir")
+@click.argument("texts", nargs=-1)
+@click.option("-k", type=int, default=10, show_default=True)
+@click.option("--table", help="Attach the matching rows' columns from this table.")
+@click.option("--queries-file", type=click.File("r"), help="One query per line.")
+@click.option("--model", "model_name", default=None, help="Model to embed queries with (default: embedded default).")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines output.")
+def query(index_dir, texts, k, table, queries_file, model_name, as_json) -> None:
+    """Embed queries with the index's instruction and return the nearest rows."""
+    from inbedder.index import IndexError_
+    from inbedder.search import Searcher
+
+    queries = list(texts) + ([line.rstrip("\n") for line in queries_file if line.strip()] if queries_file else [])
+    if not queries:
+        raise click.UsageError("give query texts or --queries-file")
+    try:
+        searcher = Searcher(index_dir, model_name=model_name)
+        results = searcher.search(queries, k, table)
+    except IndexError_ as exc:
+        raise click.ClickException(str(exc)) from exc
+    for q, hits in zip(queries, results):
+        if as_json:
+            click.echo(json.dumps({"query": q, "hits": [{"key": h.key, "score": h.score, "row": h.row}
+                                                       for h in hits]}, default=str))
+        else:
+            click.echo(f"> {q}  ({searcher.manifest.instruction}: {searcher.manifest.instruction_text})")
+            for h in hits:
+                extra = "" if h.row is None else "  " + json.dumps({c: v for c, v in h.row.items()
+                                                                    if not c.startswith("_")}, default=str)[:120]
+                click.echo(f"  {h.score:.4f}  {h.key}{extra}")
+
+
+@main.command()
 @_model_options
 def info(model, dtype, device, threads) -> None:
     """Print the model's identity: name, fingerprint, template, dimension."""
