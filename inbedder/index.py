@@ -177,13 +177,20 @@ def build_index(table: str, instruction: str, out_dir: str | Path, options: Buil
     """Build (or rebuild) the index of one instruction column into out_dir, atomically."""
     import faiss
 
+    return build_index_from(VectorSource.open(table, instruction), out_dir, options)
+
+
+def build_index_from(source: VectorSource, out_dir: str | Path, options: BuildOptions | None = None) -> Manifest:
+    """Build from any source with `batches()` and `meta` (a table column, or arrays in a benchmark)."""
+    import faiss
+
     options = options or BuildOptions()
     if options.metric not in METRICS:
         raise IndexError_(f"metric must be one of {', '.join(METRICS)}, got {options.metric!r}")
     if options.threads:
         faiss.omp_set_num_threads(options.threads)
     started = time.perf_counter()
-    source = VectorSource.open(table, instruction)
+    table, instruction = source.path, source.instruction
     rows, sample = _count_and_sample(source, options)
     if rows == 0:
         raise IndexError_(f"{table} has no vectors for instruction {instruction!r} (empty table or every row failed)")
@@ -288,7 +295,8 @@ def recall_at(found: np.ndarray, truth: np.ndarray, self_ids: np.ndarray, k: int
 
 
 def tune_and_measure(index, choice: IndexChoice, source: VectorSource, options: BuildOptions,
-                     sample: np.ndarray) -> tuple[dict[str, int], float | None, int]:
+                     sample: np.ndarray, id_of_position: np.ndarray | None = None
+                     ) -> tuple[dict[str, int], float | None, int]:
     """Smallest search effort that reaches the recall target on sampled rows, and the recall it gets."""
     k = 10
     n_queries = min(options.recall_queries, index.ntotal)
@@ -296,6 +304,9 @@ def tune_and_measure(index, choice: IndexChoice, source: VectorSource, options: 
     positions = np.sort(rng.choice(index.ntotal, size=n_queries, replace=False))
     queries = _rows_at(source, positions, options.metric)
     truth = exact_neighbours(source, queries, k + 1, options.metric)
+    if id_of_position is not None:  # ids assigned elsewhere (Spark shards): compare in id space
+        truth = np.where(truth >= 0, id_of_position[np.clip(truth, 0, None)], -1)
+        positions = id_of_position[positions]
     if choice.kind == "flat":
         return {}, 1.0, n_queries
     grid = ([{"efSearch": e} for e in (16, 32, 64, 128, 256, 512)] if choice.kind == "hnsw"
