@@ -138,29 +138,18 @@ def embed(config_file, input_path, key, text, instructions, output_path, output_
 @click.option("--rebuild", is_flag=True, help="Build from scratch even where an index exists.")
 def index(table, instructions, out_dir, metric, memory_budget_gb, recall_target, rebuild) -> None:
     """Build or update one FAISS index per instruction column."""
-    from pathlib import Path
+    from inbedder.index import BuildOptions, IndexError_, build_or_update
+    from inbedder.tables import TableError
 
-    from inbedder.index import BuildOptions, IndexError_, Manifest, build_index, update_index
-    from inbedder.tables import TableError, existing_output, is_delta_table
-
+    options = BuildOptions(metric=metric, memory_budget_bytes=int(memory_budget_gb * 2**30),
+                           recall_target=recall_target)
     try:
-        existing = existing_output(table, "delta" if is_delta_table(table) else "parquet")
-        names = list(instructions) or sorted(existing.meta.instructions) if existing and existing.meta else list(instructions)
-        if not names:
-            raise IndexError_(f"{table} is not an inbedder output table")
-        for name in names:
-            folder = Path(out_dir) / name
-            options = BuildOptions(metric=metric, memory_budget_bytes=int(memory_budget_gb * 2**30),
-                                   recall_target=recall_target)
-            if (folder / "manifest.json").exists() and not rebuild:
-                manifest, counts = update_index(table, folder, options)
-                click.echo(f"{name}: updated to version {manifest.source_version} {counts}")
-            else:
-                manifest = build_index(table, name, folder, options)
-            click.echo(f"{name}: {manifest.factory} {manifest.search_params}, {manifest.rows} rows, "
-                       f"recall@10 {manifest.recall_at_10}, {manifest.build_seconds:.1f}s -> {folder}")
+        results = build_or_update(table, out_dir, list(instructions) or None, options, rebuild)
     except (TableError, IndexError_) as exc:
         raise click.ClickException(str(exc)) from exc
+    for name, (manifest, counts) in results.items():
+        click.echo(f"{name}: {manifest.factory} {manifest.search_params}, {manifest.rows} rows, table version "
+                   f"{manifest.source_version}, recall@10 {manifest.recall_at_10}, {counts} -> {out_dir}/{name}")
 
 
 @main.command()

@@ -84,6 +84,13 @@ class OutputSettings(_Strict):
     wave_rows: int = Field(default=20000, ge=1, description="rows per commit; a killed run redoes at most one wave")
 
 
+class IndexSettings(_Strict):
+    out: str | None = Field(default=None, description="build/update one FAISS index per instruction here")
+    metric: Literal["cosine", "inner_product", "l2"] = "cosine"
+    memory_budget_gb: float = Field(default=8.0, gt=0)
+    recall_target: float = Field(default=0.95, gt=0, le=1)
+
+
 class JobConfig(_Strict):
     input: InputConfig
     instructions: dict[str, str] = Field(min_length=1)
@@ -91,6 +98,7 @@ class JobConfig(_Strict):
     spark: SparkSettings = Field(default_factory=SparkSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
     output: OutputSettings
+    index: IndexSettings = Field(default_factory=IndexSettings)
     run_id: str | None = None
     max_error_rate: float = Field(default=1.0, ge=0, le=1)
     report_path: str | None = None

@@ -423,3 +423,21 @@ def update_index(table: str, out_dir: str | Path, options: BuildOptions | None =
     manifest.built_at = time.time()
     _write(index, new_map, manifest, Path(out_dir), started)
     return manifest, {"added": added, "removed": removed.num_rows, "rebuilt": False}
+
+
+def build_or_update(table: str, out_dir: str | Path, names: list[str] | None = None,
+                    options: BuildOptions | None = None, rebuild: bool = False) -> dict[str, tuple[Manifest, dict]]:
+    """One index per instruction under out_dir/NAME: updated where one exists, built otherwise."""
+    fmt = "delta" if tables.is_delta_table(table) else "parquet"
+    existing = tables.existing_output(table, fmt) if tables.is_remote(table) or Path(table).exists() else None
+    if existing is None or existing.meta is None:
+        raise IndexError_(f"{table} is not an inbedder output table")
+    results = {}
+    for name in names or sorted(existing.meta.instructions):
+        folder = Path(out_dir) / name
+        opts = BuildOptions(**asdict(options)) if options else BuildOptions()
+        if (folder / MANIFEST_FILE).exists() and not rebuild:
+            results[name] = update_index(table, folder, opts)
+        else:
+            results[name] = (build_index(table, name, folder, opts), {"rebuilt": True})
+    return results

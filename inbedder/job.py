@@ -228,6 +228,8 @@ def run_job(config: JobConfig, log: Callable[[str], None] = print) -> RunReport:
                 spark, own_spark = spark_future.result()
                 if own_spark:
                     spark.stop()
+    if config.index.out:
+        report.seconds["index"] = _index_step(config, log)
     report.seconds["total"] = time.perf_counter() - started
     report.error_rate = report.rows_failed / report.rows_read if report.rows_read else 0.0
     report.status = "succeeded"
@@ -236,6 +238,18 @@ def run_job(config: JobConfig, log: Callable[[str], None] = print) -> RunReport:
         raise JobError(f"{report.rows_failed} of {report.rows_read} rows failed ({report.error_rate:.1%}), over "
                        f"max_error_rate {config.max_error_rate:.1%}; the rows and their errors are in the output")
     return report
+
+
+def _index_step(config: JobConfig, log: Callable[[str], None]) -> float:
+    from inbedder.index import BuildOptions, build_or_update
+
+    t0 = time.perf_counter()
+    options = BuildOptions(metric=config.index.metric, memory_budget_bytes=int(config.index.memory_budget_gb * 2**30),
+                           recall_target=config.index.recall_target)
+    for name, (manifest, counts) in build_or_update(config.output.path, config.index.out,
+                                                    list(config.instructions), options).items():
+        log(f"index {name}: {manifest.factory} {manifest.rows} rows, recall@10 {manifest.recall_at_10} {counts}")
+    return time.perf_counter() - t0
 
 
 def _run_with_replicas(config: JobConfig, snapshot: tables.Snapshot, existing: tables.ExistingOutput | None,

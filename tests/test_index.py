@@ -155,3 +155,22 @@ def test_shards_built_on_spark_equal_a_single_machine_build(cluster, tmp_path, l
     assert [h.key for h in a[0]][0] == "k0"
     overlap = np.mean([len({h.key for h in x} & {h.key for h in y}) / 5 for x, y in zip(a, b)])
     assert overlap >= 0.9  # two separately trained quantizers: near-identical neighbours
+
+
+def test_cli_index_then_query_json(tmp_path, table, tiny_dirs, banking_texts):
+    from click.testing import CliRunner
+
+    from inbedder.cli import main
+
+    runner = CliRunner()
+    built = runner.invoke(main, ["index", "--table", str(table), "--out", str(tmp_path / "idx")])
+    assert built.exit_code == 0, built.output
+    queries = tmp_path / "q.txt"
+    queries.write_text(f"{banking_texts[3]}\n{banking_texts[8]}\n")
+    result = runner.invoke(main, ["query", str(tmp_path / "idx" / "q"), "--queries-file", str(queries), "-k", "2",
+                                  "--table", str(table), "--model", str(tiny_dirs["llama"]), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert [r["hits"][0]["key"] for r in rows] == ["k3", "k8"] and rows[0]["hits"][0]["row"]["text"] == banking_texts[3]
+    again = runner.invoke(main, ["index", "--table", str(table), "--out", str(tmp_path / "idx")])
+    assert "'added': 0" in again.stdout

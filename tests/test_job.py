@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -108,10 +109,13 @@ def test_new_instruction_adds_a_column_without_recomputing(cluster, tmp_path, de
     assert out.column("feeling_embedding").null_count == 0
 
 
-def test_pinned_delta_version(cluster, tmp_path, delta_source, tiny_dirs):
-    report = run_job(config_for(delta_source, tmp_path / "out", tiny_dirs["llama"], **{"input.version": 0}),
-                     log=lambda m: None)
+def test_pinned_delta_version_and_the_index_step(cluster, tmp_path, delta_source, tiny_dirs):
+    report = run_job(config_for(delta_source, tmp_path / "out", tiny_dirs["llama"],
+                                **{"input.version": 0, "index.out": str(tmp_path / "idx")}), log=lambda m: None)
     assert report.input_version == 0 and read_output(tmp_path / "out").num_rows == 200
+    manifest = json.loads((tmp_path / "idx" / "intent" / "manifest.json").read_text())
+    assert manifest["rows"] == 200 and manifest["source_version"] == report.output_version
+    assert "index" in report.seconds
 
 
 def test_hive_partitioned_parquet_to_parquet_output(cluster, tmp_path, sample_rows, tiny_dirs):
