@@ -32,6 +32,7 @@ test: $(READY)
 bench: $(READY)
 	$(PY) bench/engine.py --out bench/results/engine.json
 	$(PY) bench/job.py --out bench/results/job.json
+	$(PY) bench/index.py --out bench/results/index.json
 
 clean-cache:
 	rm -rf $(INBEDDER_CACHE)
