@@ -185,6 +185,37 @@ def query(index_dir, texts, k, table, queries_file, model_name, as_json) -> None
                 click.echo(f"  {h.score:.4f}  {h.key}{extra}")
 
 
+@main.command(name="eval")
+@_model_options
+@click.option("--data-dir", default="../shared/data", show_default=True, type=click.Path(file_okay=False))
+@click.option("--dataset", "datasets", multiple=True, type=click.Choice(["massive", "clinc", "mtop"]),
+              help="Two-facet clustering sets (default: all three).")
+@click.option("--rows", type=int, default=None, help="First N texts of each set.")
+@click.option("--baselines/--no-baselines", default=True, help="Also run all-MiniLM-L6-v2 plain and prepended.")
+@click.option("--out", "out_path", default="out/eval.json", show_default=True)
+def evaluate(model, dtype, device, threads, data_dir, datasets, rows, baselines, out_path) -> None:
+    """Instruction-awareness: v-measure of k-means under each facet's question (2x2 per dataset)."""
+    from pathlib import Path
+
+    from inbedder.evaluation import clustering_eval, to_markdown, write_results
+
+    names = list(datasets) or ["massive", "clinc", "mtop"]
+    embedder = _load(model, dtype, device, threads)
+    results = {embedder.model_name: clustering_eval(lambda t, q: embedder.encode(list(t), q), Path(data_dir),
+                                                    names, rows)}
+    if baselines:
+        from inbedder.baselines import MiniLM
+
+        minilm = MiniLM()
+        results["all-MiniLM-L6-v2"] = clustering_eval(lambda t, q: minilm.encode(t), Path(data_dir), names, rows)
+        results["all-MiniLM-L6-v2 + question"] = clustering_eval(lambda t, q: minilm.encode(t, q, prepend=True),
+                                                                 Path(data_dir), names, rows)
+    write_results(results, Path(out_path))
+    for title, r in results.items():
+        click.echo(to_markdown(r, title))
+    click.echo(f"wrote {out_path}")
+
+
 @main.command()
 @_model_options
 def info(model, dtype, device, threads) -> None:
