@@ -26,7 +26,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from inbedder import tables
-from inbedder.tables import ERROR, KEY_HASH, OutputMeta, TableError, embedding_column
+from inbedder.tables import KEY_HASH, OutputMeta, TableError, embedding_column
 
 INDEX_FILE, IDS_FILE, MANIFEST_FILE = "index.faiss", "ids.parquet", "manifest.json"
 MANIFEST_VERSION = 1
@@ -175,8 +175,6 @@ class BuildOptions:
 
 def build_index(table: str, instruction: str, out_dir: str | Path, options: BuildOptions | None = None) -> Manifest:
     """Build (or rebuild) the index of one instruction column into out_dir, atomically."""
-    import faiss
-
     return build_index_from(VectorSource.open(table, instruction), out_dir, options)
 
 
@@ -211,11 +209,17 @@ def build_index_from(source: VectorSource, out_dir: str | Path, options: BuildOp
         next_id += len(keys)
     id_map = pa.concat_tables(id_parts).select(["id", "key", "text_sha256"])
     params, recall, queries = tune_and_measure(index, choice, source, options, sample)
-    manifest = Manifest(MANIFEST_VERSION, source.meta.model, source.meta.fingerprint, instruction,
-                        source.meta.instructions[instruction], source.meta.template, dim, options.metric,
-                        choice.factory, params, table, source.format, source.version, source.meta.key,
-                        int(index.ntotal), recall, queries, 0.0, 0)
+    manifest = new_manifest(source, dim, options, choice, params, recall, queries, int(index.ntotal))
     return _write(index, id_map, manifest, Path(out_dir), started)
+
+
+def new_manifest(source: VectorSource, dim: int, options: BuildOptions, choice: IndexChoice, params: dict[str, int],
+                 recall: float | None, queries: int, rows: int) -> Manifest:
+    """Build seconds and bytes are filled in by `_write`, once the files exist."""
+    meta = source.meta
+    return Manifest(MANIFEST_VERSION, meta.model, meta.fingerprint, source.instruction,
+                    meta.instructions[source.instruction], meta.template, dim, options.metric, choice.factory, params,
+                    source.path, source.format, source.version, meta.key, rows, recall, queries, 0.0, 0)
 
 
 def _count_and_sample(source: VectorSource, options: BuildOptions) -> tuple[int, np.ndarray]:

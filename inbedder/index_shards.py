@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from inbedder.index import (BuildOptions, IndexError_, Manifest, MANIFEST_VERSION, VectorSource, _count_and_sample,
-                            _forced, _write, choose_index, faiss_metric, prepare, tune_and_measure)
+from inbedder.index import (BuildOptions, IndexError_, Manifest, VectorSource, _count_and_sample, _forced, _write,
+                            choose_index, faiss_metric, new_manifest, prepare, tune_and_measure)
 from inbedder.tables import KEY_HASH, embedding_column, output_files
 
 
@@ -80,8 +80,5 @@ def build_index_on_spark(spark, table: str, instruction: str, out_dir: str | Pat
     id_by_key = dict(zip(id_map.column("key").to_pylist(), id_map.column("id").to_pylist()))
     id_of_position = np.array([id_by_key[k] for k in keys_in_order], dtype=np.int64)
     params, recall, queries = tune_and_measure(merged, choice, source, options, sample, id_of_position)
-    manifest = Manifest(MANIFEST_VERSION, source.meta.model, source.meta.fingerprint, instruction,
-                        source.meta.instructions[instruction], source.meta.template, dim, options.metric,
-                        choice.factory, params, table, source.format, source.version, key, int(merged.ntotal),
-                        recall, queries, 0.0, 0)
+    manifest = new_manifest(source, dim, options, choice, params, recall, queries, int(merged.ntotal))
     return _write(merged, id_map.sort_by("id"), manifest, out_dir, started)

@@ -109,7 +109,7 @@ class PoolClient:
         self.actors = [ray.get_actor(n, namespace=NAMESPACE) for n in handle.actor_names]
         self._next = 0
 
-    def _submit(self, texts: list[str], instructions: dict[str, str], attempt: int):
+    def _submit(self, texts: list[str], instructions: dict[str, str]):
         actor = self.actors[self._next % len(self.actors)]
         self._next += 1
         return actor.embed.remote(texts, instructions)
@@ -121,7 +121,7 @@ class PoolClient:
 
         pending: deque = deque()
         for tag, texts in batches:
-            pending.append([tag, texts, self._submit(texts, instructions, 0), 0])
+            pending.append([tag, texts, self._submit(texts, instructions), 0])
             while len(pending) >= self.handle.max_in_flight:
                 yield self._resolve(pending, instructions, ray, (ActorDiedError, ActorUnavailableError, RayActorError))
         while pending:
@@ -139,6 +139,6 @@ class PoolClient:
                     raise
                 attempt += 1
                 time.sleep(min(2.0, 0.2 * attempt))
-                ref = self._submit(texts, instructions, attempt)
+                ref = self._submit(texts, instructions)
                 pending[0][2:] = [ref, attempt]
 

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from inbedder.index import IndexError_, Manifest, load_index, prepare
+from inbedder.index import IndexError_, load_index, prepare
 
 
 @dataclass

