@@ -405,7 +405,7 @@ def execute(spark, config: JobConfig, snapshot: tables.Snapshot, existing: table
             if config.output.format == "delta":
                 update = [c for c in data.column_names if c != key]
                 version = tables.commit_delta_wave(
-                    config.output.path, data, key, meta_with(meta, existing, names), report.run_id, wave_seq,
+                    config.output.path, data, key, meta_with(meta, existing), report.run_id, wave_seq,
                     update_columns=update, null_when_changed=[embedding_column(n) for n in stale])
                 report.output_version = version if version is not None else report.output_version
                 tables.remove_staging(config.output.path, f"{report.run_id}/{attempt}/wave-{wave_seq}")
@@ -427,18 +427,18 @@ def execute(spark, config: JobConfig, snapshot: tables.Snapshot, existing: table
         if config.output.mode == "sidecar" and existing is not None:
             report.rows_deleted = tables.delete_missing_keys(config.output.path, key, keys, report.run_id)
         if report.waves == 0 and existing is not None:
-            tables.set_output_meta(config.output.path, meta_with(meta, existing, names))
+            tables.set_output_meta(config.output.path, meta_with(meta, existing))
         report.output_version = tables.delta_version(config.output.path)
     else:
         report.rows_deleted = tables.commit_parquet_output(config.output.path, existing, parquet_parts, key, keys,
-                                                          meta_with(meta, existing, names))
+                                                          meta_with(meta, existing))
     tables.remove_staging(config.output.path, f"{report.run_id}/{attempt}")
     report.seconds["commit"] += time.perf_counter() - t_commit
     df.unpersist()
     todo.unpersist()
 
 
-def meta_with(meta: OutputMeta, existing: tables.ExistingOutput | None, names: list[str]) -> OutputMeta:
+def meta_with(meta: OutputMeta, existing: tables.ExistingOutput | None) -> OutputMeta:
     """The output's record after this run: instructions from before are kept."""
     instructions = dict(existing.meta.instructions) if existing and existing.meta else {}
     instructions.update(meta.instructions)

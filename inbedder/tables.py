@@ -194,20 +194,6 @@ def existing_output(path: str, fmt: str, storage_options: dict[str, str] | None 
     return ExistingOutput("parquet", None, meta, schema)
 
 
-def read_columns(path: str, fmt: str, columns: list[str], version: int | None = None,
-                 storage_options: dict[str, str] | None = None) -> pa.Table:
-    """A few columns of a table (the incremental check reads key, hash and vector presence)."""
-    if fmt == "delta":
-        from deltalake import DeltaTable
-
-        table = DeltaTable(path, version=version, storage_options=storage_options)
-        dataset = table.to_pyarrow_dataset()
-    else:
-        dataset = ds.dataset(path, format="parquet", partitioning="hive")
-    present = [c for c in columns if c in dataset.schema.names]
-    return dataset.to_table(columns=present)
-
-
 # --- commits -------------------------------------------------------------------------
 
 def app_id(run_id: str) -> str:
@@ -323,7 +309,8 @@ def commit_parquet_output(path: str, existing: ExistingOutput | None, parts: lis
     import pyarrow.compute as pc
 
     new = pa.concat_tables(parts, promote_options="permissive") if parts else None
-    old = ds.dataset(path, format="parquet").to_table() if existing is not None else None
+    previous = ds.dataset(path, format="parquet").to_table() if existing is not None else None
+    old = previous
     deleted = 0
     if old is not None:
         keep = pc.is_in(old.column(key), value_set=source_keys)
@@ -334,7 +321,7 @@ def commit_parquet_output(path: str, existing: ExistingOutput | None, parts: lis
             replaced_cols = [c for c in new.column_names if c != key]
             carry = [c for c in old.column_names if c not in replaced_cols or c == key]
             # rows re-embedded for some instructions keep their other vectors
-            new = _fill_from(new, ds.dataset(path, format="parquet").to_table(), key, carry)
+            new = _fill_from(new, previous, key, carry)
     if new is None and old is None:
         return 0
     combined = pa.concat_tables([t for t in (old, new) if t is not None], promote_options="permissive")
