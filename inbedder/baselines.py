@@ -8,7 +8,7 @@ question in front of the text, the usual way to make such a model "follow" one.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -44,3 +44,17 @@ class MiniLM:
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
         return np.concatenate(out).astype(np.float32)
+
+
+class MiniLMBaseline:
+    """MiniLM in the evaluation harness: the question ignored (plain) or put before the text."""
+
+    def __init__(self, model: MiniLM, prepend: bool):
+        self.model, self.prepend = model, prepend
+        self.name = "all-MiniLM-L6-v2 + question" if prepend else "all-MiniLM-L6-v2"
+
+    def encode_many(self, texts: Sequence[str], questions: Mapping[str, str]) -> dict[str, np.ndarray]:
+        if not self.prepend:
+            shared = self.model.encode(texts)
+            return {name: shared for name in questions}
+        return {name: self.model.encode(texts, q, prepend=True) for name, q in questions.items()}

@@ -188,32 +188,53 @@ def query(index_dir, texts, k, table, queries_file, model_name, as_json) -> None
 @main.command(name="eval")
 @_model_options
 @click.option("--data-dir", default="../shared/data", show_default=True, type=click.Path(file_okay=False))
+@click.option("--test", "tests", multiple=True, type=click.Choice(["clustering", "robustness", "stsb"]),
+              help="Which tests (default: all three).")
 @click.option("--dataset", "datasets", multiple=True, type=click.Choice(["massive", "clinc", "mtop"]),
               help="Two-facet clustering sets (default: all three).")
-@click.option("--rows", type=int, default=None, help="First N texts of each set.")
+@click.option("--robustness-set", "robustness_sets", multiple=True, type=click.Choice(["fewrel", "fewnerd"]),
+              help="Robustness sets (default: both).")
+@click.option("--rows", type=int, default=None, help="Seeded sample of N texts per two-facet set (default: all).")
+@click.option("--robustness-rows", type=int, default=1000, show_default=True,
+              help="Seeded sample of FewRel / Few-NERD texts (0: all).")
+@click.option("--stsb-pairs", type=int, default=None, help="Seeded sample of STS-B test pairs (default: all).")
+@click.option("--per-group", type=click.IntRange(1, 10), default=10, show_default=True,
+              help="Robustness instructions per group (correct / implicit / incorrect).")
 @click.option("--baselines/--no-baselines", default=True, help="Also run all-MiniLM-L6-v2 plain and prepended.")
-@click.option("--out", "out_path", default="out/eval.json", show_default=True)
-def evaluate(model, dtype, device, threads, data_dir, datasets, rows, baselines, out_path) -> None:
-    """Instruction-awareness: v-measure of k-means under each facet's question (2x2 per dataset)."""
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
+@click.option("--out", "out_path", default="out/eval.json", show_default=True,
+              help="JSON results; the markdown table (.md) and the plot (.png) are written beside it.")
+def evaluate(model, dtype, device, threads, data_dir, tests, datasets, robustness_sets, rows, robustness_rows, stsb_pairs, per_group,
+             baselines, progress, out_path) -> None:
+    """Instruction-awareness: two-facet clustering, robustness to paraphrase, STS-B; baselines in the same run."""
     from pathlib import Path
 
-    from inbedder.evaluation import clustering_eval, to_markdown, write_results
+    from inbedder.evaluation import EvalOptions, InBedderUnderTest, check_data, evaluate, to_markdown, write_results
 
-    names = list(datasets) or ["massive", "clinc", "mtop"]
-    embedder = _load(model, dtype, device, threads)
-    results = {embedder.model_name: clustering_eval(lambda t, q: embedder.encode(list(t), q), Path(data_dir),
-                                                    names, rows)}
+    if not (Path(data_dir) / "clustering").is_dir():
+        raise click.UsageError(f"--data-dir {data_dir} has no clustering/ folder (the evaluation data)")
+    progress = sys.stderr.isatty() if progress is None else progress
+    options = EvalOptions(rows=rows, robustness_rows=robustness_rows or None, stsb_pairs=stsb_pairs,
+                          per_group=per_group, tests=tuple(tests) or EvalOptions.tests,
+                          datasets=tuple(datasets) or EvalOptions.datasets,
+                          robustness_sets=tuple(robustness_sets) or EvalOptions.robustness_sets)
+    try:
+        check_data(Path(data_dir), options)
+    except FileNotFoundError as exc:
+        raise click.UsageError(str(exc)) from None
+    embedders = [InBedderUnderTest(_load(model, dtype, device, threads), progress)]
     if baselines:
-        from inbedder.baselines import MiniLM
+        from inbedder.baselines import MiniLM, MiniLMBaseline
 
         minilm = MiniLM()
-        results["all-MiniLM-L6-v2"] = clustering_eval(lambda t, q: minilm.encode(t), Path(data_dir), names, rows)
-        results["all-MiniLM-L6-v2 + question"] = clustering_eval(lambda t, q: minilm.encode(t, q, prepend=True),
-                                                                 Path(data_dir), names, rows)
-    write_results(results, Path(out_path))
-    for title, r in results.items():
-        click.echo(to_markdown(r, title))
-    click.echo(f"wrote {out_path}")
+        embedders += [MiniLMBaseline(minilm, prepend=False), MiniLMBaseline(minilm, prepend=True)]
+    results = {}
+    for embedder in embedders:
+        click.echo(f"evaluating {embedder.name} ...", err=True)
+        results[embedder.name] = evaluate(embedder, Path(data_dir), options)
+    json_path, md, png = write_results(results, Path(out_path))
+    click.echo(to_markdown(results))
+    click.echo(f"wrote {json_path}, {md}, {png}")
 
 
 @main.command()

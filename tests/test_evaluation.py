@@ -1,38 +1,153 @@
-"""The evaluation harness scores what it should: a facet-aware embedder wins its diagonal."""
+"""The evaluation harness scores what it should: facet-aware vectors win, ignored questions don't."""
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
+import json
 
-from inbedder.evaluation import clustering_eval, diagonal_margins, facet_table, to_markdown
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from inbedder.evaluation import (EvalOptions, InBedderUnderTest, clustering_eval, diagonal_margins, evaluate,
+                                 facet_table, robustness_eval, stsb_eval, to_markdown, write_results)
 
 from .conftest import DATA
 
 
+class FacetOracle:
+    """Vectors that encode whichever facet the question names (noise otherwise)."""
+
+    name = "oracle"
+
+    def __init__(self, labels: dict[str, np.ndarray], dim: int = 16, seed: int = 0):
+        self.rng = np.random.default_rng(seed)
+        self.labels = labels
+        self.centres = {f: self.rng.normal(size=(int(v.max()) + 1, dim)) * 10 for f, v in labels.items()}
+        self.dim = dim
+
+    def encode_many(self, texts, questions):
+        out = {}
+        for name, q in questions.items():
+            facet = next((f for f in self.labels if f in q), None)
+            base = self.centres[facet][self.labels[facet]] if facet else np.zeros((len(texts), self.dim))
+            out[name] = (base + self.rng.normal(size=(len(texts), self.dim))).astype(np.float32)
+        return out
+
+
 def test_an_embedder_that_answers_the_question_wins_the_diagonal():
     rng = np.random.default_rng(0)
-    topics = rng.integers(0, 4, 200)
-    moods = rng.integers(0, 3, 200)
-    centres = {"topic": rng.normal(size=(4, 16)) * 5, "mood": rng.normal(size=(3, 16)) * 5}
-    texts = [f"t{i}" for i in range(200)]
-
-    def embed(batch, question):
-        facet = "topic" if "topic" in question else "mood"
-        labels = topics if facet == "topic" else moods
-        return (centres[facet][labels] + rng.normal(size=(len(batch), 16))).astype(np.float32)
-
-    table = facet_table(embed, texts, {"topic": (topics.tolist(), "What is the topic?"),
-                                       "mood": (moods.tolist(), "What is the mood?")})
+    topics, moods = rng.integers(0, 4, 200), rng.integers(0, 3, 200)
+    oracle = FacetOracle({"topic": topics, "mood": moods})
+    table = facet_table(oracle, [f"t{i}" for i in range(200)],
+                        {"topic": (topics.tolist(), "What is the topic?"), "mood": (moods.tolist(), "What is the mood?")})
     assert table["topic"]["topic"] > 0.9 and table["mood"]["mood"] > 0.9
     assert table["topic"]["mood"] < 0.1 and table["mood"]["topic"] < 0.1
     assert all(m > 0.8 for m in diagonal_margins(table).values())
 
 
-def test_clustering_eval_on_real_data_with_a_tiny_model(tiny):
+@pytest.fixture
+def eval_data(tmp_path):
+    """A miniature ../shared/data: one robustness set, the instruction file, STS-B."""
+    rng = np.random.default_rng(1)
+    (tmp_path / "clustering").mkdir()
+    labels = rng.integers(0, 5, 150)
+    pq.write_table(pa.table({"task": ["few_rel_nat"] * 150, "text": [f"sentence {i}" for i in range(150)],
+                             "label": [f"relation {x}" for x in labels]}),
+                   tmp_path / "clustering" / "few_rel_nat.small.parquet")
+    groups = {"correct": "relation between the entities", "implicit": "relation, what links them",
+              "incorrect": "summarize the paragraph"}
+    task = {f"{g}_instructions": [f"{text} (paraphrase {i})" for i in range(10)] for g, text in groups.items()}
+    (tmp_path / "inbedder_instructions").mkdir()
+    (tmp_path / "inbedder_instructions" / "inbedder_task_instructions.json").write_text(
+        json.dumps({"source": {}, "tasks": {"FewRelClustering": task}}))
+    (tmp_path / "stsb").mkdir()
+    scores = np.linspace(0, 5, 80)
+    pq.write_table(pa.table({"sentence1": [f"a{i}" for i in range(80)], "sentence2": [f"b{i}" for i in range(80)],
+                             "score": scores}), tmp_path / "stsb" / "sts-test.parquet")
+    return tmp_path, labels, scores
+
+
+def test_robustness_separates_correct_from_incorrect_instructions(eval_data):
+    data, labels, _ = eval_data
+    oracle = FacetOracle({"relation": labels})
+    result = robustness_eval(oracle, data, ["fewrel"], rows=None, per_group=3)["fewrel"]
+    assert result["rows"] == 150 and len(result["v_measure"]["correct"]) == 3
+    assert result["mean"]["correct"] > 0.8 and result["mean"]["implicit"] > 0.8
+    assert result["mean"]["incorrect"] < 0.2
+    assert result["correct_minus_incorrect"] > 0.6
+
+
+def test_stsb_spearman_follows_the_gold_score(eval_data):
+    data, _, scores = eval_data
+
+    class Graded:
+        name = "graded"
+
+        def encode_many(self, texts, questions):
+            # pair i: the second sentence turns away from the first as the gold score falls
+            angles = {**{f"a{i}": 0.0 for i in range(80)},
+                      **{f"b{i}": (5 - s) / 5 * np.pi / 2 for i, s in enumerate(scores)}}
+            v = np.array([[np.cos(angles[t]), np.sin(angles[t])] for t in texts], dtype=np.float32)
+            return {n: v for n in questions}
+
+    result = stsb_eval(Graded(), data)
+    assert result["pairs"] == 80 and result["spearman"] > 0.99
+
+
+def test_results_are_written_as_json_markdown_and_plot(eval_data, tmp_path):
+    data, labels, _ = eval_data
+    oracle = FacetOracle({"relation": labels})
+    options = EvalOptions(tests=("robustness", "stsb"), robustness_sets=("fewrel",), robustness_rows=None,
+                          per_group=2)
+    results = {"oracle": evaluate(oracle, data, options)}
+    json_path, md, png = write_results(results, tmp_path / "out" / "eval.json")
+    assert json.loads(json_path.read_text())["oracle"]["robustness"]["fewrel"]["rows"] == 150
+    assert "| oracle | fewrel (150) |" in md.read_text() and "STS-B" in md.read_text()
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_cli_eval_runs_the_model_and_both_baselines(eval_data, tiny_dirs, tmp_path):
+    from inbedder.cli import main
+
+    data, _, _ = eval_data
+    out = tmp_path / "r" / "eval.json"
+    result = CliRunner().invoke(main, ["eval", "--model", str(tiny_dirs["llama"]), "--data-dir", str(data),
+                                       "--test", "robustness", "--test", "stsb", "--robustness-set", "fewrel", "--per-group", "2",
+                                       "--robustness-rows", "60", "--stsb-pairs", "40", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    saved = json.loads(out.read_text())
+    assert len(saved) == 3 and {"all-MiniLM-L6-v2", "all-MiniLM-L6-v2 + question"} < set(saved)
+    plain = saved["all-MiniLM-L6-v2"]["robustness"]["fewrel"]
+    assert plain["std"]["correct"] == 0.0  # a plain embedder ignores the question: every paraphrase scores alike
+    assert out.with_suffix(".png").exists() and "Robustness" in result.stdout
+
+
+def test_cli_eval_without_data_dir_names_the_problem(tmp_path):
+    from inbedder.cli import main
+
+    result = CliRunner().invoke(main, ["eval", "--data-dir", str(tmp_path / "nowhere")])
+    assert result.exit_code != 0 and "clustering" in result.output
+
+
+def test_all_three_tests_on_real_data_with_a_tiny_model(tiny):
     if not (DATA / "clustering").exists():
         pytest.skip("../shared/data not present")
-    results = clustering_eval(lambda t, q: tiny.encode(list(t), q), DATA, ["massive"], rows=80)
-    table = results["massive"]["v_measure"]
+    options = EvalOptions(rows=80, robustness_rows=60, stsb_pairs=40, per_group=1, datasets=("massive",))
+    results = evaluate(InBedderUnderTest(tiny), DATA, options)
+    table = results["clustering"]["massive"]["v_measure"]
     assert set(table) == {"intent", "scenario"} and all(0 <= v <= 1 for row in table.values() for v in row.values())
-    assert "| intent |" in to_markdown(results, "tiny")
+    assert set(results["robustness"]) == {"fewrel", "fewnerd"}
+    assert -1 <= results["stsb"]["spearman"] <= 1
+    assert "massive" in to_markdown({"tiny": results})
+    assert clustering_eval(InBedderUnderTest(tiny), DATA, ["massive"], rows=80)["massive"]["rows"] == 80
+
+
+def test_cli_eval_names_a_missing_data_file_before_loading_a_model(eval_data):
+    from inbedder.cli import main
+
+    data, _, _ = eval_data
+    result = CliRunner().invoke(main, ["eval", "--model", "/nonexistent", "--data-dir", str(data),
+                                       "--test", "robustness"])
+    assert result.exit_code != 0 and "few_nerd_nat.small.parquet" in result.output
