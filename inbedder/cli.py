@@ -239,6 +239,42 @@ def evaluate(model, dtype, device, threads, data_dir, tests, datasets, robustnes
 
 @main.command()
 @_model_options
+@click.option("--table", required=True, help="An inbedder output table (Delta or Parquet).")
+@click.option("--instruction", required=True, help="Name of the instruction whose vectors are clustered.")
+@click.option("-k", "k", type=click.IntRange(2), required=True, help="Number of clusters.")
+@click.option("--texts", default=None, help="Table with the key and text columns (the job's input), when the "
+                                            "output has no text column.")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--sample-per-cluster", type=click.IntRange(1), default=12, show_default=True,
+              help="Rows per cluster whose answers are generated for the explanation.")
+@click.option("--report", "report_dir", default=None, help="Folder for report.md, clusters.png, clusters.json "
+                                                           "(default: out/clusters/NAME).")
+@click.option("--write/--no-write", default=True, help="Write NAME_cluster back to the table.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def cluster(model, dtype, device, threads, table, instruction, k, texts, text_column, sample_per_cluster, report_dir,
+            write, seed) -> None:
+    """k-means on one instruction's vectors, NAME_cluster written back, each cluster explained."""
+    from inbedder.clusters import ClusterOptions, cluster_table, write_report
+    from inbedder.tables import TableError
+
+    options = ClusterOptions(k=k, sample_per_cluster=sample_per_cluster, seed=seed, write_back=write, texts=texts,
+                             text_column=text_column)
+    embedder = _load(model, dtype, device, threads)
+    try:
+        result, data, labels = cluster_table(table, instruction, options, embedder)
+    except TableError as exc:
+        raise click.ClickException(str(exc)) from None
+    report = write_report(result, data, labels, report_dir or f"out/clusters/{instruction}")
+    for c in result.clusters:
+        click.echo(f"cluster {c.cluster:>3} ({c.size:>6} rows): {', '.join(c.answer_words) or '-'}"
+                   f"  | head: {', '.join(c.head_tokens)}")
+    if result.column:
+        click.echo(f"wrote column {result.column} to {table}")
+    click.echo(f"report: {report}")
+
+
+@main.command()
+@_model_options
 def info(model, dtype, device, threads) -> None:
     """Print the model's identity: name, fingerprint, template, dimension."""
     click.echo(json.dumps(_load(model, dtype, device, threads).metadata(), indent=2))

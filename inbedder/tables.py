@@ -41,6 +41,17 @@ def embedding_column(name: str) -> str:
     return f"{name}_embedding"
 
 
+def cluster_column(name: str) -> str:
+    """Where `inbedder cluster` writes an instruction's k-means assignment."""
+    return f"{name}_cluster"
+
+
+def clusters_made_stale_by(columns: Iterable[str]) -> list[str]:
+    """Cluster columns whose vectors these written columns replace: they must not outlive them."""
+    suffix = embedding_column("")
+    return [cluster_column(c[: -len(suffix)]) for c in columns if c.endswith(suffix)]
+
+
 def answer_column(name: str) -> str:
     return f"{name}_answer"
 
@@ -255,11 +266,12 @@ def _commit_delta_wave_once(path: str, data: pa.Table, key: str, meta: OutputMet
         set_output_meta(path, meta, storage_options)
         return DeltaTable(path, storage_options=storage_options).version()
     set_output_meta(path, meta, storage_options)
-    table = DeltaTable(path, storage_options=storage_options)
+    table = add_missing_columns(path, data.schema, storage_options)
     merge = table.merge(source=data, predicate=f"t.`{key}` = s.`{key}`", source_alias="s", target_alias="t",
-                        merge_schema=True, commit_properties=props)
-    updates = {f"`{c}`": f"s.`{c}`" for c in update_columns}
+                        commit_properties=props)
     present = set(pa.schema(table.schema().to_arrow()).names)
+    updates = {f"`{c}`": f"s.`{c}`" for c in update_columns}
+    updates |= {f"`{c}`": "NULL" for c in clusters_made_stale_by(update_columns) if c in present}
     stale = [c for c in (null_when_changed or []) if c in present]
     if stale:
         changed = f"t.`{KEY_HASH}` IS DISTINCT FROM s.`{KEY_HASH}`"
@@ -267,6 +279,23 @@ def _commit_delta_wave_once(path: str, data: pa.Table, key: str, meta: OutputMet
     merge = merge.when_matched_update(updates=updates).when_not_matched_insert_all()
     merge.execute()
     return DeltaTable(path, storage_options=storage_options).version()
+
+
+def add_missing_columns(path: str, schema: pa.Schema, storage_options: dict[str, str] | None = None):
+    """Add (all-NULL) columns a merge will write, in their own commit.
+
+    delta-rs's MERGE with schema evolution ignores clause predicates and cannot
+    name target-only columns; with the columns present first, neither applies.
+    """
+    from deltalake import DeltaTable, Schema
+
+    table = DeltaTable(path, storage_options=storage_options)
+    present = set(pa.schema(table.schema().to_arrow()).names)
+    missing = [f.with_nullable(True) for f in schema if f.name not in present]
+    if missing:
+        table.alter.add_columns(Schema.from_arrow(pa.schema(missing)).fields)
+        table = DeltaTable(path, storage_options=storage_options)
+    return table
 
 
 def set_output_meta(path: str, meta: OutputMeta, storage_options: dict[str, str] | None = None) -> None:
@@ -319,7 +348,8 @@ def commit_parquet_output(path: str, existing: ExistingOutput | None, parts: lis
         if new is not None:
             old = old.filter(pc.invert(pc.is_in(old.column(key), value_set=new.column(key))))
             replaced_cols = [c for c in new.column_names if c != key]
-            carry = [c for c in old.column_names if c not in replaced_cols or c == key]
+            stale = set(clusters_made_stale_by(replaced_cols))
+            carry = [c for c in old.column_names if (c not in replaced_cols or c == key) and c not in stale]
             # rows re-embedded for some instructions keep their other vectors
             new = _fill_from(new, previous, key, carry)
     if new is None and old is None:

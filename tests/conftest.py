@@ -13,6 +13,30 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 DATA = REPO.parent / "shared" / "data"
 
 
+QUESTION = "What does the customer want?"
+
+
+def write_output(path, model, keys: list[str], texts: list[str], *, with_text: bool = True) -> None:
+    """An output table as the job writes it, made directly with the engine."""
+    import hashlib
+
+    import pyarrow as pa
+
+    from inbedder import tables
+    from inbedder.tables import OutputMeta
+
+    vectors = model.encode(texts, QUESTION)
+    columns = {"id": keys, tables.KEY_HASH: [hashlib.sha256(t.encode()).hexdigest() for t in texts]}
+    if with_text:
+        columns["text"] = texts
+    data = pa.table(columns | {"q_embedding": pa.array(list(vectors), type=pa.list_(pa.float32())),
+                               tables.ERROR: pa.array([None] * len(keys), type=pa.string())})
+    meta = OutputMeta(model.model_name, model.fingerprint, model.template, model.dim, "id", {"q": QUESTION})
+    wave = tables.delta_transaction_version(str(path), "t") + 1
+    tables.commit_delta_wave(str(path), data, "id", meta, "t", wave,
+                             update_columns=[c for c in data.column_names if c != "id"])
+
+
 @pytest.fixture(scope="session")
 def default_dir() -> Path:
     from inbedder.engine.gguf import converted_dir, default_gguf_path

@@ -2,41 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
-from inbedder import InBedder, tables
+from inbedder import InBedder
 from inbedder.index import BuildOptions, IndexError_, build_index, load_index, update_index
 from inbedder.search import Searcher
-from inbedder.tables import OutputMeta
 
-from .conftest import DATA, REPO
-
-QUESTION = "What does the customer want?"
-
-
-def write_output(path, model: InBedder, keys: list[str], texts: list[str], *, version_of=None) -> None:
-    """An output table as the job writes it, made directly with the engine."""
-    vectors = model.encode(texts, QUESTION)
-    data = pa.table({
-        "id": keys,
-        tables.KEY_HASH: [hashlib.sha256(t.encode()).hexdigest() for t in texts],
-        "text": texts,
-        "q_embedding": pa.array(list(vectors), type=pa.list_(pa.float32())),
-        tables.ERROR: pa.array([None] * len(keys), type=pa.string()),
-    })
-    meta = OutputMeta(model.model_name, model.fingerprint, model.template, model.dim, "id", {"q": QUESTION})
-    wave = tables.delta_transaction_version(str(path), "t") + 1
-    tables.commit_delta_wave(str(path), data, "id", meta, "t", wave,
-                             update_columns=[c for c in data.column_names if c != "id"])
-
+from .conftest import DATA, QUESTION, REPO, write_output
 
 @pytest.fixture(scope="module")
 def llama(tiny_dirs):
