@@ -66,6 +66,8 @@ class RaySettings(_Strict):
     batch_rows: int = Field(default=512, ge=1, description="rows per request to a replica")
     object_store_mb: int = Field(default=512, ge=64)
     max_retries: int = Field(default=3, ge=0, description="times a request is retried after a replica dies")
+    restart_wait_s: float = Field(default=600.0, gt=0, description="how long a request waits for a restarting "
+                                  "replica (it reloads its model) before the task fails")
 
     @field_validator("address")
     @classmethod

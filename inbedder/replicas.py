@@ -28,6 +28,7 @@ class PoolHandle:
     max_in_flight: int
     batch_rows: int
     max_retries: int
+    restart_wait_s: float = 600.0
 
 
 class Replica:
@@ -78,7 +79,8 @@ def start_pool(config: JobConfig, ray_address: str, run_tag: str) -> tuple[PoolH
                                 max_restarts=-1, max_task_retries=0).remote(config.model, threads)
               for n in names]
     ray.get([a.identity.remote() for a in actors])
-    handle = PoolHandle(ray_address, names, settings.max_in_flight, settings.batch_rows, settings.max_retries)
+    handle = PoolHandle(ray_address, names, settings.max_in_flight, settings.batch_rows, settings.max_retries,
+                        settings.restart_wait_s)
     return handle, actors
 
 
@@ -116,29 +118,35 @@ class PoolClient:
 
     def map(self, batches: Iterator[tuple[object, list[str]]], instructions: dict[str, str]) -> Iterator[tuple[object, dict]]:
         """(tag, texts) in -> (tag, result) out, same order, at most max_in_flight pending."""
-        import ray
-        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
-
         pending: deque = deque()
         for tag, texts in batches:
             pending.append([tag, texts, self._submit(texts, instructions), 0])
             while len(pending) >= self.handle.max_in_flight:
-                yield self._resolve(pending, instructions, ray, (ActorDiedError, ActorUnavailableError, RayActorError))
+                yield self._resolve(pending, instructions)
         while pending:
-            yield self._resolve(pending, instructions, ray, (ActorDiedError, ActorUnavailableError, RayActorError))
+            yield self._resolve(pending, instructions)
 
-    def _resolve(self, pending: deque, instructions: dict[str, str], ray, died: tuple) -> tuple[object, dict]:
+    def _resolve(self, pending: deque, instructions: dict[str, str]) -> tuple[object, dict]:
+        """A restarting replica is waited for (up to restart_wait_s); a dead one costs a retry."""
+        import ray
+        from ray.exceptions import ActorUnavailableError, RayActorError
+
         tag, texts, ref, attempt = pending[0]
+        waited_since: float | None = None
         while True:
             try:
                 result = ray.get(ref)
                 pending.popleft()
                 return tag, result
-            except died:
+            except ActorUnavailableError:
+                waited_since = waited_since or time.monotonic()
+                if time.monotonic() - waited_since > self.handle.restart_wait_s:
+                    raise
+                time.sleep(1.0)
+            except RayActorError:  # died (or restarted mid-request): the request is lost, send it again
                 if attempt >= self.handle.max_retries:
                     raise
                 attempt += 1
                 time.sleep(min(2.0, 0.2 * attempt))
-                ref = self._submit(texts, instructions)
-                pending[0][2:] = [ref, attempt]
-
+            ref = self._submit(texts, instructions)
+            pending[0][2:] = [ref, attempt]
