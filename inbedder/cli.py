@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+from dataclasses import dataclass
 
 import click
 
@@ -14,19 +16,38 @@ def main() -> None:
     """InBedder for data lakes: instruction-following embeddings for tables."""
 
 
+@dataclass(frozen=True)
+class ModelChoice:
+    name: str | None
+    adapter: str | None
+    dtype: str
+    device: str | None
+    threads: int | None
+
+
 def _model_options(f):
-    f = click.option("--model", "model", default=None, help="Hub id, local directory or .gguf file (default: embedded SmolLM2-135M-Instruct).")(f)
-    f = click.option("--dtype", default="auto", show_default=True, help="auto | float32 | bfloat16 | float16")(f)
-    f = click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if present)")(f)
-    f = click.option("--threads", type=int, default=None, help="torch CPU threads")(f)
-    return f
+    """--model/--adapter/--dtype/--device/--threads, handed to the command as one `model` value."""
+
+    @functools.wraps(f)
+    def wrapper(*args, model, adapter, dtype, device, threads, **kwargs):
+        return f(*args, model=ModelChoice(model, adapter, dtype, device, threads), **kwargs)
+
+    wrapper = click.option("--threads", type=int, default=None, help="torch CPU threads")(wrapper)
+    wrapper = click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if present)")(wrapper)
+    wrapper = click.option("--dtype", default="auto", show_default=True,
+                           help="auto | float32 | bfloat16 | float16")(wrapper)
+    wrapper = click.option("--adapter", default=None, type=click.Path(exists=True, file_okay=False),
+                           help="An `inbedder train` output folder merged into the model at load.")(wrapper)
+    return click.option("--model", "model", default=None,
+                        help="Hub id, local directory or .gguf file (default: embedded SmolLM2-135M-Instruct).")(wrapper)
 
 
-def _load(model, dtype, device, threads):
+def _load(choice: ModelChoice):
     from inbedder.engine import InBedder, ModelLoadError
 
     try:
-        return InBedder.from_pretrained(model, dtype=dtype, device=device, num_threads=threads)
+        return InBedder.from_pretrained(choice.name, dtype=choice.dtype, device=choice.device,
+                                        num_threads=choice.threads, adapter=choice.adapter)
     except ModelLoadError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -36,11 +57,11 @@ def _load(model, dtype, device, threads):
 @click.option("--rows", type=int, default=None, help="Use only the first N sample rows.")
 @click.option("--show", type=int, default=3, show_default=True, help="Texts whose neighbours are printed.")
 @click.option("-k", type=int, default=5, show_default=True, help="Neighbours per text.")
-def demo(model, dtype, device, threads, rows, show, k) -> None:
+def demo(model, rows, show, k) -> None:
     """Embed the bundled Banking77 sample under two questions and compare neighbours."""
     from inbedder.demo import run_demo
 
-    click.echo(run_demo(_load(model, dtype, device, threads), rows, show, k))
+    click.echo(run_demo(_load(model), rows, show, k))
 
 
 @main.command()
@@ -48,11 +69,11 @@ def demo(model, dtype, device, threads, rows, show, k) -> None:
 @click.option("--instruction", "-i", required=True, help="The question to ask of each text.")
 @click.option("--answers/--no-answers", default=False, help="Also print the model's short answers.")
 @click.argument("texts", nargs=-1, required=True)
-def encode(model, dtype, device, threads, instruction, answers, texts) -> None:
+def encode(model, instruction, answers, texts) -> None:
     """Embed TEXTS under one instruction; prints JSON lines."""
     from inbedder.engine import InvalidInputError
 
-    embedder = _load(model, dtype, device, threads)
+    embedder = _load(model)
     try:
         result = embedder.embed(list(texts), {"q": instruction}, answers=answers)
     except InvalidInputError as exc:
@@ -204,7 +225,7 @@ def query(index_dir, texts, k, table, queries_file, model_name, as_json) -> None
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
 @click.option("--out", "out_path", default="out/eval.json", show_default=True,
               help="JSON results; the markdown table (.md) and the plot (.png) are written beside it.")
-def evaluate(model, dtype, device, threads, data_dir, tests, datasets, robustness_sets, rows, robustness_rows, stsb_pairs, per_group,
+def evaluate(model, data_dir, tests, datasets, robustness_sets, rows, robustness_rows, stsb_pairs, per_group,
              baselines, progress, out_path) -> None:
     """Instruction-awareness: two-facet clustering, robustness to paraphrase, STS-B; baselines in the same run."""
     from pathlib import Path
@@ -222,7 +243,7 @@ def evaluate(model, dtype, device, threads, data_dir, tests, datasets, robustnes
         check_data(Path(data_dir), options)
     except FileNotFoundError as exc:
         raise click.UsageError(str(exc)) from None
-    embedders = [InBedderUnderTest(_load(model, dtype, device, threads), progress)]
+    embedders = [InBedderUnderTest(_load(model), progress)]
     if baselines:
         from inbedder.baselines import MiniLM, MiniLMBaseline
 
@@ -251,7 +272,7 @@ def evaluate(model, dtype, device, threads, data_dir, tests, datasets, robustnes
                                                            "(default: out/clusters/NAME).")
 @click.option("--write/--no-write", default=True, help="Write NAME_cluster back to the table.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def cluster(model, dtype, device, threads, table, instruction, k, texts, text_column, sample_per_cluster, report_dir,
+def cluster(model, table, instruction, k, texts, text_column, sample_per_cluster, report_dir,
             write, seed) -> None:
     """k-means on one instruction's vectors, NAME_cluster written back, each cluster explained."""
     from inbedder.clusters import ClusterOptions, cluster_table, write_report
@@ -259,7 +280,7 @@ def cluster(model, dtype, device, threads, table, instruction, k, texts, text_co
 
     options = ClusterOptions(k=k, sample_per_cluster=sample_per_cluster, seed=seed, write_back=write, texts=texts,
                              text_column=text_column)
-    embedder = _load(model, dtype, device, threads)
+    embedder = _load(model)
     try:
         result, data, labels = cluster_table(table, instruction, options, embedder)
     except TableError as exc:
@@ -273,11 +294,75 @@ def cluster(model, dtype, device, threads, table, instruction, k, texts, text_co
     click.echo(f"report: {report}")
 
 
+@main.command(name="train-data")
+@click.option("--data-dir", default="../shared/data", show_default=True, type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", default="out/train-data", show_default=True,
+              help="Folder for train.parquet and validation.parquet.")
+@click.option("--per-source", type=click.IntRange(1), default=3000, show_default=True,
+              help="Rows sampled from each QA set.")
+@click.option("--per-label-question", type=click.IntRange(1), default=1500, show_default=True,
+              help="Rows per labelled corpus and question kind.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def train_data(data_dir, out_dir, per_source, per_label_question, seed) -> None:
+    """Build (input, instruction, answer) training rows from ../shared/data; evaluation sets stay out."""
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from inbedder.training_data import DataOptions, build_training_rows
+
+    options = DataOptions(per_qa_source=per_source, per_label_question=per_label_question, seed=seed)
+    try:
+        train, validation = build_training_rows(data_dir, options)
+    except FileNotFoundError as exc:
+        raise click.ClickException(f"training data source missing: {exc}") from None
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    pq.write_table(train, Path(out_dir) / "train.parquet")
+    pq.write_table(validation, Path(out_dir) / "validation.parquet")
+    counts = train.group_by("source").aggregate([("source", "count")]).to_pylist()
+    for row in sorted(counts, key=lambda r: r["source"]):
+        click.echo(f"{row['source']:>18}: {row['source_count']} rows")
+    click.echo(f"wrote {train.num_rows} training and {validation.num_rows} validation rows to {out_dir}")
+
+
+@main.command()
+@click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="YAML with TrainConfig fields; command-line options override it.")
+@click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE", help="Override one field, e.g. lr=1e-4.")
+@click.option("--resume", is_flag=True, help="Continue the run whose checkpoint is in OUT/checkpoint.")
+def train(config_file, overrides, resume) -> None:
+    """The paper's recipe: learn short answers (LoRA / top layers / full), resumable; exports OUT/adapter."""
+    from pathlib import Path
+
+    import yaml
+    from pydantic import ValidationError
+
+    from inbedder.engine import InBedderError
+    from inbedder.training import TrainConfig, TrainingError
+    from inbedder.training import train as run_training
+
+    tree = yaml.safe_load(Path(config_file).read_text()) if config_file else {}
+    for item in overrides:
+        field_name, sep, value = item.partition("=")
+        if not sep:
+            raise click.UsageError(f"--set {item!r}: expected FIELD=VALUE")
+        tree[field_name.strip()] = yaml.safe_load(value)
+    try:
+        config = TrainConfig.model_validate(tree)
+        folder = run_training(config, resume=resume, log=lambda m: click.echo(m, err=True))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise click.ClickException(f"training config: {problems}") from None
+    except (TrainingError, InBedderError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"adapter written to {folder}; use it with --adapter {folder}")
+
+
 @main.command()
 @_model_options
-def info(model, dtype, device, threads) -> None:
+def info(model) -> None:
     """Print the model's identity: name, fingerprint, template, dimension."""
-    click.echo(json.dumps(_load(model, dtype, device, threads).metadata(), indent=2))
+    click.echo(json.dumps(_load(model).metadata(), indent=2))
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ class InputConfig(_Strict):
 
 class ModelSettings(_Strict):
     name: str | None = Field(default=None, description="hub id, local dir or .gguf (default: embedded SmolLM2)")
+    adapter: str | None = Field(default=None, description="an `inbedder train` output folder merged in at load")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     max_length: int = Field(default=512, ge=8)
     token_budget: int | None = Field(default=None, ge=1)

@@ -43,7 +43,7 @@ class Replica:
             torch.set_num_threads(threads)
         self.model = InBedder.from_pretrained(
             model.name, dtype=model.dtype, max_length=model.max_length, token_budget=model.token_budget,
-            allow_pickle=model.allow_pickle,
+            allow_pickle=model.allow_pickle, adapter=model.adapter,
         )
         self.settings = model
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from inbedder.engine.answers import greedy_answers
 from inbedder.engine.digests import canonical_json_sha256
@@ -58,11 +58,13 @@ class InBedder:
         allow_pickle: bool = False,
         revision: str | None = None,
         num_threads: int | None = None,
+        adapter: str | None = None,
     ) -> InBedder:
         """Load by hub id, local directory or .gguf file; no name gives the embedded default."""
         if num_threads:
             torch.set_num_threads(num_threads)
-        loaded = load_model(name_or_path, dtype=dtype, device=device, allow_pickle=allow_pickle, revision=revision)
+        loaded = load_model(name_or_path, dtype=dtype, device=device, allow_pickle=allow_pickle, revision=revision,
+                            adapter=adapter)
         return cls(loaded, max_length=max_length, token_budget=token_budget)
 
     # --- what a stored vector needs to be traced back -------------------------------

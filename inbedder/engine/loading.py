@@ -117,6 +117,7 @@ def load_model(
     device: str | torch.device | None = None,
     allow_pickle: bool = False,
     revision: str | None = None,
+    adapter: str | Path | None = None,
 ) -> LoadedModel:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -153,5 +154,38 @@ def load_model(
         )
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"could not load {name} from {model_dir}: {exc}") from exc
+    digest = weights_digest(model_dir)
+    if adapter is not None:
+        model, digest, name = apply_adapter(model, Path(adapter), digest, name)
     model.eval().to(dev)
-    return LoadedModel(model, tokenizer, masked, name, weights_digest(model_dir), dev, torch_dtype)
+    return LoadedModel(model, tokenizer, masked, name, digest, dev, torch_dtype)
+
+
+def apply_adapter(model: torch.nn.Module, folder: Path, base_digest: str, name: str) -> tuple[torch.nn.Module, str, str]:
+    """Merge a trained adapter (`inbedder train` output) into the weights; the digest covers both."""
+    record_path = folder / "inbedder_adapter.json"
+    if not record_path.is_file():
+        raise ModelLoadError(f"{folder} is not an inbedder adapter (no inbedder_adapter.json)")
+    record = json.loads(record_path.read_text())
+    if record.get("base_weights") != base_digest:
+        raise ModelLoadError(f"adapter {folder} was trained on other base weights ({record.get('base_model')}, "
+                             f"{record.get('base_weights')}) than {name} ({base_digest})")
+    if (folder / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, folder).merge_and_unload()
+    elif (folder / "trained_weights.safetensors").is_file():
+        from safetensors.torch import load_file
+
+        weights = load_file(folder / "trained_weights.safetensors")
+        named = dict(model.named_parameters())
+        unknown = sorted(set(weights) - set(named))
+        if unknown:
+            raise ModelLoadError(f"adapter {folder} holds tensors the model lacks: {', '.join(unknown[:3])}")
+        with torch.no_grad():
+            for key, tensor in weights.items():
+                named[key].copy_(tensor.to(named[key].dtype))
+    else:
+        raise ModelLoadError(f"{folder} holds neither adapter_config.json nor trained_weights.safetensors")
+    files = {f.name: file_sha256(f) for f in sorted(folder.iterdir()) if f.is_file()}
+    return model, canonical_json_sha256({"base": base_digest, "adapter": files}), f"{name} + adapter {folder.name}"

@@ -1,0 +1,135 @@
+"""Training: the recipe's targets, exact resumption, adapters the engine loads, honest data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from inbedder import InBedder
+from inbedder.engine import ModelLoadError
+from inbedder.engine.prompts import PromptTokenizer
+from inbedder.training import IGNORE, TrainConfig, TrainingError, encode_example, train
+
+from .conftest import DATA
+
+ROWS = [("My card has not arrived yet.", "What does the customer want?", "card delivery"),
+        ("I was charged twice for one coffee.", "What does the customer want?", "refund"),
+        ("What a wonderful day, I love it!", "How does the writer feel?", "joy"),
+        ("This is the worst service ever.", "How does the writer feel?", "anger")] * 4
+
+
+@pytest.fixture()
+def rows_file(tmp_path):
+    path = tmp_path / "train.parquet"
+    pq.write_table(pa.table({"input": [r[0] for r in ROWS], "instruction": [r[1] for r in ROWS],
+                             "answer": [r[2] for r in ROWS]}), path)
+    return path
+
+
+def _config(tiny_dirs, rows_file, out, **kw) -> TrainConfig:
+    base = dict(model=str(tiny_dirs["llama"]), train=str(rows_file), validation=str(rows_file), out=str(out),
+                lr=5e-3, batch_size=4, epochs=3, checkpoint_every=2, eval_every=3, progress=False, lora_r=4)
+    return TrainConfig(**(base | kw))
+
+
+def test_only_the_answer_and_eos_are_targets_and_the_prompt_is_the_engines(tiny):
+    tok = tiny.loaded.tokenizer
+    config = TrainConfig(train="x", out="y", max_length=96)
+    example = encode_example(tok, tiny.loaded.masked, "My card is late.", "What happened?", "late card", config)
+    targets = [t for t in example.labels if t != IGNORE]
+    if tiny.loaded.masked:
+        slots = [i for i, t in enumerate(example.input_ids) if t == tok.mask_token_id]
+        assert [example.labels[i] for i in slots] == targets and len(targets) == 3
+        assert example.input_ids == PromptTokenizer(tok, 96, True).tokenize(["My card is late."], "What happened?")[0]
+    else:
+        prompt = PromptTokenizer(tok, 96, False).tokenize(["My card is late."], "What happened?")[0]
+        assert example.input_ids[: len(prompt)] == prompt
+        assert targets == example.input_ids[len(prompt):] and targets[-1] == tok.eos_token_id
+        assert tok.decode(targets[:-1]).strip() == "late card"
+
+
+def test_a_long_input_is_cut_on_the_left_and_the_answer_kept(tiny_dirs):
+    model = InBedder.from_pretrained(str(tiny_dirs["llama"]))
+    config = TrainConfig(train="x", out="y", max_length=40)
+    example = encode_example(model.loaded.tokenizer, False, "word " * 500, "What is it?", "a word", config)
+    assert len(example.input_ids) <= 40 and model.loaded.tokenizer.decode(
+        [t for t in example.labels if t != IGNORE][:-1]).strip() == "a word"
+
+
+def test_training_lowers_the_answer_loss(tiny_dirs, rows_file, tmp_path):
+    folder = train(_config(tiny_dirs, rows_file, tmp_path / "run", method="full", lr=1e-2), log=lambda m: None)
+    record = json.loads((folder / "inbedder_adapter.json").read_text())
+    history = json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["history"]
+    validation = [h["validation_loss"] for h in history if "validation_loss" in h]
+    assert record["steps"] == 12 and validation[-1] < 0.7 * validation[0] and record["method"] == "full"
+
+
+def test_a_stopped_and_resumed_run_equals_an_uninterrupted_one(tiny_dirs, rows_file, tmp_path):
+    train(_config(tiny_dirs, rows_file, tmp_path / "whole", max_steps=6), log=lambda m: None)
+    train(_config(tiny_dirs, rows_file, tmp_path / "parts", max_steps=3), log=lambda m: None)
+    with pytest.raises(TrainingError, match="--resume"):
+        train(_config(tiny_dirs, rows_file, tmp_path / "parts", max_steps=6), log=lambda m: None)
+    train(_config(tiny_dirs, rows_file, tmp_path / "parts", max_steps=6), resume=True, log=lambda m: None)
+    whole = load_file(tmp_path / "whole" / "checkpoint" / "trainable.safetensors")
+    parts = load_file(tmp_path / "parts" / "checkpoint" / "trainable.safetensors")
+    assert whole.keys() == parts.keys() and all(torch.equal(whole[k], parts[k]) for k in whole)
+    with pytest.raises(TrainingError, match="lr"):
+        train(_config(tiny_dirs, rows_file, tmp_path / "parts", max_steps=8, lr=1e-3), resume=True,
+              log=lambda m: None)
+
+
+def test_the_adapter_loads_into_the_engine_with_its_own_fingerprint(tiny_dirs, rows_file, tmp_path):
+    folder = train(_config(tiny_dirs, rows_file, tmp_path / "run", epochs=1), log=lambda m: None)
+    plain = InBedder.from_pretrained(str(tiny_dirs["llama"]))
+    tuned = InBedder.from_pretrained(str(tiny_dirs["llama"]), adapter=str(folder))
+    assert tuned.fingerprint != plain.fingerprint and "adapter" in tuned.model_name
+    a, b = plain.encode(["My card is late."], "What?"), tuned.encode(["My card is late."], "What?")
+    assert not np.allclose(a, b)
+    assert tuned.fingerprint == InBedder.from_pretrained(str(tiny_dirs["llama"]), adapter=str(folder)).fingerprint
+    with pytest.raises(ModelLoadError, match="other base weights"):
+        InBedder.from_pretrained(str(tiny_dirs["opt"]), adapter=str(folder))
+
+
+def test_top_layers_trains_only_the_top_and_masked_lms_train_too(tiny_dirs, rows_file, tmp_path):
+    folder = train(_config(tiny_dirs, rows_file, tmp_path / "top", method="top_layers", top_layers=1, epochs=1),
+                   log=lambda m: None)
+    trained = load_file(folder / "trained_weights.safetensors")
+    assert trained and all(".layers.1." in k for k in trained)
+    tuned = InBedder.from_pretrained(str(tiny_dirs["llama"]), adapter=str(folder))
+    assert tuned.encode(["hello"], "What?").shape == (1, 64)
+    masked = train(_config(tiny_dirs, rows_file, tmp_path / "roberta", model=str(tiny_dirs["roberta"]), epochs=1),
+                   log=lambda m: None)
+    assert InBedder.from_pretrained(str(tiny_dirs["roberta"]), adapter=str(masked)).loaded.masked
+
+
+def test_unusable_training_rows_are_named(tiny_dirs, tmp_path):
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"input": ["a text", "b"], "instruction": ["Q?", "Q?"], "answer": ["yes", "  "]}), bad)
+    with pytest.raises(TrainingError, match="row 1: empty or non-text answer"):
+        train(TrainConfig(model=str(tiny_dirs["llama"]), train=str(bad), out=str(tmp_path / "o")))
+    pq.write_table(pa.table({"text": ["a"]}), bad)
+    with pytest.raises(TrainingError, match="lacks column"):
+        train(TrainConfig(model=str(tiny_dirs["llama"]), train=str(bad), out=str(tmp_path / "o")))
+
+
+def test_training_data_keeps_evaluation_sets_out():
+    from inbedder.training_data import EVALUATION_ONLY, DataOptions, build_training_rows, used_files
+
+    assert not [f for f in used_files() for e in EVALUATION_ONLY if f.startswith(e)]
+    if not (DATA / "qa").exists():
+        pytest.skip("../shared/data not present")
+    train_rows, validation = build_training_rows(DATA, DataOptions(per_qa_source=200, per_label_question=200))
+    texts = set(train_rows.column("input").to_pylist())
+    for file in ("clustering/massive_intent_scenario.small.parquet", "clustering/clinc_intent_domain.small.parquet",
+                 "clustering/mtop_intent_domain.small.parquet", "clustering/few_rel_nat.small.parquet",
+                 "clustering/few_nerd_nat.small.parquet"):
+        assert not texts & set(pq.read_table(DATA / file).column("text").to_pylist()), file
+    assert all(len(a.split()) <= 8 for a in train_rows.column("answer").to_pylist())
+    assert {"squad", "banking77-intent", "banking77-area", "goemotions"} <= set(train_rows.column("source").to_pylist())
+    assert not texts & set(validation.column("input").to_pylist())
