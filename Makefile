@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 READY := $(VENV)/.ready
+AIRFLOW_VENV ?= .venv-airflow
+AIRFLOW_READY := $(AIRFLOW_VENV)/.ready
 export INBEDDER_CACHE ?= $(CURDIR)/.cache/inbedder
 
 .PHONY: setup demo neighbours test bench eval notebooks clean-cache
@@ -27,7 +29,13 @@ demo: $(READY)
 neighbours: $(READY)
 	$(VENV)/bin/inbedder demo
 
-test: $(READY)
+# Airflow lives in its own env (its pins clash with the job's); the DAG tests import it from there
+$(AIRFLOW_READY):
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/pip install -q apache-airflow==3.3.2 apache-airflow-providers-apache-spark==6.3.4
+	touch $@
+
+test: $(READY) $(AIRFLOW_READY)
 	$(PY) -m pytest -q
 
 bench: $(READY)
