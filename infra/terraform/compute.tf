@@ -36,8 +36,9 @@ resource "aws_emr_cluster" "spark" {
     Classification = "spark-defaults"
     Properties = {
       "spark.sql.execution.arrow.pyspark.enabled" = "true"
-      "spark.executorEnv.AWS_S3_LOCKING_PROVIDER" = "dynamodb"
-      "spark.executorEnv.DELTA_DYNAMO_TABLE_NAME" = aws_dynamodb_table.delta_lock.name
+      # for Delta/Spark jobs writing the same tables (delta-rs 1.x uses S3 conditional writes instead)
+      "spark.delta.logStore.s3.impl"                            = "io.delta.storage.S3DynamoDBLogStore"
+      "spark.io.delta.storage.S3DynamoDBLogStore.ddb.tableName" = aws_dynamodb_table.delta_lock.name
     }
   }])
 
@@ -47,11 +48,10 @@ resource "aws_emr_cluster" "spark" {
 locals {
   ray_user_data = { for role in ["head", "worker"] : role => base64encode(templatefile(
     "${path.module}/templates/ray_node.sh.tftpl", {
-      role       = role
-      name       = var.name
-      region     = var.region
-      lock_table = aws_dynamodb_table.delta_lock.name
-      wheel_uri  = "s3://${aws_s3_bucket.lake.id}/${var.package_wheel}"
+      role      = role
+      name      = var.name
+      region    = var.region
+      wheel_uri = "s3://${aws_s3_bucket.lake.id}/${var.package_wheel}"
   })) }
 }
 

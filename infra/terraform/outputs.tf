@@ -3,7 +3,7 @@ output "lake_bucket" {
 }
 
 output "delta_lock_table" {
-  description = "Set AWS_S3_LOCKING_PROVIDER=dynamodb and DELTA_DYNAMO_TABLE_NAME to this for concurrent Delta writers."
+  description = "Commit table for Delta/Spark writers (S3DynamoDBLogStore); delta-rs 1.x writers use S3 conditional writes."
   value       = aws_dynamodb_table.delta_lock.name
 }
 

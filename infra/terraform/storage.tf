@@ -1,5 +1,7 @@
 # The lake bucket (encrypted with a customer key, versioned, never public) and the
-# DynamoDB table delta-rs uses to serialise commits from concurrent writers on S3.
+# DynamoDB commit table of Delta's S3DynamoDBLogStore. The job's own commits go
+# through delta-rs 1.x, which relies on S3 conditional writes and needs no lock
+# table; Delta/Spark writers (and delta-rs < 1.0) sharing the tables need this one.
 
 resource "aws_kms_key" "lake" {
   description             = "${var.name}: lake bucket and lock table encryption"
@@ -98,7 +100,7 @@ resource "aws_s3_bucket_policy" "lake" {
   depends_on = [aws_s3_bucket_public_access_block.lake]
 }
 
-# delta-rs S3DynamoDbLogStore: key (tablePath, fileName), items expire through expireTime
+# S3DynamoDBLogStore schema: key (tablePath, fileName), items expire through expireTime
 resource "aws_dynamodb_table" "delta_lock" {
   name         = "${var.name}-delta-log"
   billing_mode = "PAY_PER_REQUEST"

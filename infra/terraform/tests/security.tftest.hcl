@@ -116,7 +116,7 @@ run "the_lake_is_encrypted_versioned_and_never_public" {
   }
   assert {
     condition     = aws_dynamodb_table.delta_lock.server_side_encryption[0].enabled && aws_dynamodb_table.delta_lock.hash_key == "tablePath" && aws_dynamodb_table.delta_lock.range_key == "fileName"
-    error_message = "the Delta lock table must be encrypted and keyed as delta-rs expects (tablePath, fileName)"
+    error_message = "the Delta commit table must be encrypted and keyed as S3DynamoDBLogStore expects (tablePath, fileName)"
   }
 }
 
