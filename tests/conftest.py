@@ -89,6 +89,20 @@ def tiny(request, tiny_dirs):
 
 
 @pytest.fixture(scope="session")
+def llama(tiny_dirs):
+    """The tiny LLaMA-shaped model, loaded once (full max_length, default budget)."""
+    from inbedder import InBedder
+
+    return InBedder.from_pretrained(str(tiny_dirs["llama"]))
+
+
+def output_table(path, model, texts: list[str]):
+    """An output table of these texts under keys k0..kN, as the job writes it."""
+    write_output(path, model, [f"k{i}" for i in range(len(texts))], texts)
+    return path
+
+
+@pytest.fixture(scope="session")
 def default_model():
     from inbedder import InBedder
 

@@ -18,19 +18,12 @@ from inbedder.clusters import (ClusterError, ClusterOptions, cluster_table, dist
 from inbedder.index import VectorSource
 from inbedder.tables import KEY_HASH, OutputMeta
 
-from .conftest import QUESTION, write_output
-
-
-@pytest.fixture(scope="module")
-def llama(tiny_dirs):
-    return InBedder.from_pretrained(str(tiny_dirs["llama"]))
+from .conftest import QUESTION, output_table, write_output
 
 
 @pytest.fixture()
 def table(tmp_path, llama, banking_texts):
-    path = tmp_path / "out"
-    write_output(path, llama, [f"k{i}" for i in range(120)], banking_texts[:120])
-    return path
+    return output_table(tmp_path / "out", llama, banking_texts[:120])
 
 
 def _rows(path) -> dict:

@@ -14,18 +14,11 @@ from inbedder import InBedder
 from inbedder.index import BuildOptions, IndexError_, build_index, load_index, update_index
 from inbedder.search import Searcher
 
-from .conftest import DATA, QUESTION, REPO, write_output
-
-@pytest.fixture(scope="module")
-def llama(tiny_dirs):
-    return InBedder.from_pretrained(str(tiny_dirs["llama"]))
-
+from .conftest import DATA, QUESTION, REPO, output_table, write_output
 
 @pytest.fixture()
 def table(tmp_path, llama, banking_texts):
-    path = tmp_path / "out"
-    write_output(path, llama, [f"k{i}" for i in range(300)], banking_texts[:300])
-    return path
+    return output_table(tmp_path / "out", llama, banking_texts[:300])
 
 
 def test_real_vectors_reach_the_recall_target(tmp_path, default_model):
