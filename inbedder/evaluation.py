@@ -93,12 +93,9 @@ class InBedderUnderTest:
 # --- scoring primitives ----------------------------------------------------------------
 
 def kmeans_labels(vectors: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
-    import faiss
+    from inbedder.clusters import kmeans
 
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
-    km = faiss.Kmeans(x.shape[1], k, niter=25, nredo=3, seed=seed, verbose=False, min_points_per_centroid=1)
-    km.train(x)
-    return km.index.search(x, 1)[1][:, 0]
+    return kmeans(vectors, k, seed)[1]
 
 
 def v_measure(vectors: np.ndarray, labels: Sequence[object], seed: int = 0) -> float:
