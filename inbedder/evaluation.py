@@ -215,6 +215,57 @@ def evaluate(embedder: EvalEmbedder, data_dir: Path, options: EvalOptions) -> di
     return out
 
 
+# --- acceptance: the trained model against the model it was trained from --------------
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+def same_samples(after: Mapping[str, dict], before: Mapping[str, dict]) -> None:
+    """Scores are only comparable on the same seeded subsets: refuse otherwise."""
+    for test, key in (("clustering", "rows"), ("robustness", "rows")):
+        for name, r in after.get(test, {}).items():
+            other = before.get(test, {}).get(name)
+            if other is None or other[key] != r[key]:
+                raise ValueError(f"{test} {name}: {r[key]} rows here but "
+                                 f"{'none' if other is None else other[key]} in the earlier results; "
+                                 "rerun with the same --rows / --robustness-rows")
+    if "stsb" in after and before.get("stsb", {}).get("pairs") != after["stsb"]["pairs"]:
+        raise ValueError("STS-B: different number of pairs in the earlier results")
+
+
+def acceptance(after: Mapping[str, dict], before: Mapping[str, dict], min_margin: float = 0.05) -> list[Check]:
+    """The training issue's bar: each facet's own question wins by >= min_margin on every
+    two-facet set; the own-facet score beats `before` everywhere; correct instructions beat
+    incorrect ones by more than the spread between instructions of a group."""
+    same_samples(after, before)
+    checks = []
+    for name, r in after.get("clustering", {}).items():
+        for facet, margin in r["diagonal_margin"].items():
+            checks.append(Check(f"{name} {facet}: own question wins by >= {min_margin}", margin >= min_margin,
+                                f"margin {margin:+.3f}"))
+        for facet in r["v_measure"]:
+            now, then = r["v_measure"][facet][facet], before["clustering"][name]["v_measure"][facet][facet]
+            checks.append(Check(f"{name} {facet}: own-facet v-measure beats the earlier model", now > then,
+                                f"{now:.3f} vs {then:.3f}"))
+    for name, r in after.get("robustness", {}).items():
+        spread = float(np.sqrt((r["std"]["correct"] ** 2 + r["std"]["incorrect"] ** 2) / 2))
+        gap = r["correct_minus_incorrect"]
+        checks.append(Check(f"{name}: correct instructions beat incorrect ones beyond their spread", gap > spread,
+                            f"correct - incorrect {gap:+.3f}, pooled std {spread:.3f}"))
+    return checks
+
+
+def acceptance_markdown(checks: Sequence[Check], after: str, before: str) -> str:
+    lines = [f"### Acceptance: {after} against {before}", "", "| check | result | measured |", "|---|---|---|"]
+    lines += [f"| {c.name} | {'pass' if c.passed else '**fail**'} | {c.detail} |" for c in checks]
+    passed = sum(c.passed for c in checks)
+    return "\n".join(lines + ["", f"{passed} of {len(checks)} checks pass.", ""])
+
+
 # --- reporting ------------------------------------------------------------------------
 
 def to_markdown(results: Mapping[str, dict]) -> str:
@@ -298,12 +349,12 @@ def plot(results: Mapping[str, dict], path: Path) -> None:
     plt.close(fig)
 
 
-def write_results(results: Mapping[str, dict], json_path: Path) -> tuple[Path, Path, Path]:
+def write_results(results: Mapping[str, dict], json_path: Path, extra_markdown: str = "") -> tuple[Path, Path, Path]:
     """JSON, markdown and PNG side by side (same stem)."""
     json_path = Path(json_path)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=2))
     md, png = json_path.with_suffix(".md"), json_path.with_suffix(".png")
-    md.write_text(to_markdown(results) + f"\n![evaluation]({png.name})\n")
+    md.write_text(to_markdown(results) + extra_markdown + f"\n![evaluation]({png.name})\n")
     plot(results, png)
     return json_path, md, png

@@ -10,8 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from inbedder.evaluation import (EvalOptions, InBedderUnderTest, clustering_eval, diagonal_margins, evaluate,
-                                 facet_table, robustness_eval, stsb_eval, to_markdown, write_results)
+from inbedder.evaluation import (EvalOptions, InBedderUnderTest, acceptance, acceptance_markdown, clustering_eval,
+                                 diagonal_margins, evaluate, facet_table, robustness_eval, stsb_eval, to_markdown,
+                                 write_results)
 
 from .conftest import DATA
 
@@ -151,3 +152,64 @@ def test_cli_eval_names_a_missing_data_file_before_loading_a_model(eval_data):
     result = CliRunner().invoke(main, ["eval", "--model", "/nonexistent", "--data-dir", str(data),
                                        "--test", "robustness"])
     assert result.exit_code != 0 and "few_nerd_nat.small.parquet" in result.output
+
+
+class QuestionBlind(FacetOracle):
+    """Encodes one facet whatever the question asks: the zero-shot failure mode."""
+
+    def encode_many(self, texts, questions):
+        facet = next(iter(self.labels))
+        return {n: (self.centres[facet][self.labels[facet]] + self.rng.normal(size=(len(texts), self.dim)))
+                .astype(np.float32) for n in questions}
+
+
+def _two_facet_results(embedder, topics, moods, robustness):
+    table = facet_table(embedder, [f"t{i}" for i in range(len(topics))],
+                        {"topic": (topics.tolist(), "What is the topic?"), "mood": (moods.tolist(), "What is the mood?")})
+    return {"clustering": {"toy": {"rows": len(topics), "v_measure": table, "diagonal_margin": diagonal_margins(table)}},
+            "robustness": robustness}
+
+
+def test_acceptance_passes_a_question_following_model_and_fails_a_blind_one(eval_data):
+    data, labels, _ = eval_data
+    rng = np.random.default_rng(3)
+    topics, moods = rng.integers(0, 4, 150), rng.integers(0, 3, 150)
+    facets = {"topic": topics, "mood": moods, "relation": labels}
+    follows = _two_facet_results(FacetOracle(facets), topics, moods,
+                                 robustness_eval(FacetOracle(facets), data, ["fewrel"], rows=None, per_group=3))
+    style = rng.integers(0, 5, 150)  # what a question-blind model encodes instead: the writing style
+    blind = _two_facet_results(QuestionBlind({"style": style}), topics, moods,
+                               robustness_eval(QuestionBlind({"style": style}), data, ["fewrel"], rows=None,
+                                               per_group=3))
+    checks = acceptance(follows, blind)
+    assert len(checks) == 5 and all(c.passed for c in checks), checks
+    backwards = {c.name: c.passed for c in acceptance(blind, follows)}
+    assert not backwards["toy mood: own question wins by >= 0.05"]
+    assert not backwards["fewrel: correct instructions beat incorrect ones beyond their spread"]
+    assert "| toy topic: own question wins by >= 0.05 | pass |" in acceptance_markdown(checks, "a", "b")
+    smaller = {**blind, "clustering": {"toy": {**blind["clustering"]["toy"], "rows": 100}}}
+    with pytest.raises(ValueError, match="toy: 150 rows here but 100"):
+        acceptance(follows, smaller)
+
+
+def test_cli_eval_compares_with_earlier_results_and_more_models(eval_data, tiny_dirs, tmp_path):
+    from inbedder.cli import main
+
+    data, _, _ = eval_data
+    common = ["--data-dir", str(data), "--test", "robustness", "--robustness-set", "fewrel", "--per-group", "2",
+              "--no-baselines"]
+    first = tmp_path / "before.json"
+    result = CliRunner().invoke(main, ["eval", "--model", str(tiny_dirs["opt"]), *common, "--robustness-rows", "60",
+                                       "--out", str(first)])
+    assert result.exit_code == 0, result.output
+    after = tmp_path / "after.json"
+    result = CliRunner().invoke(main, ["eval", "--model", str(tiny_dirs["llama"]), *common, "--robustness-rows", "60",
+                                       "--also-model", str(tiny_dirs["roberta"]), "--before", str(first),
+                                       "--out", str(after)])
+    assert result.exit_code == 0, result.output
+    saved = json.loads(after.read_text())
+    assert list(saved) == [str(tiny_dirs["llama"]), str(tiny_dirs["roberta"]), str(tiny_dirs["opt"])]
+    assert f"### Acceptance: {tiny_dirs['llama']} against {tiny_dirs['opt']}" in after.with_suffix(".md").read_text()
+    mismatch = CliRunner().invoke(main, ["eval", "--model", str(tiny_dirs["llama"]), *common, "--robustness-rows",
+                                         "50", "--before", str(first), "--out", str(tmp_path / "x.json")])
+    assert mismatch.exit_code != 0 and "fewrel: 50 rows here but 60" in mismatch.output
