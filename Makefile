@@ -44,7 +44,8 @@ bench: $(READY)
 	$(PY) bench/index.py --out bench/results/index.json
 
 eval: $(READY)
-	$(VENV)/bin/inbedder eval --rows 1500 --robustness-rows 500 --out out/eval/eval.json
+	$(VENV)/bin/inbedder eval --rows 1500 --robustness-rows 500 --no-baselines \
+	    --before bench/results/eval_zero_shot.json --out out/eval/eval.json
 
 notebooks: $(READY)
 	$(PY) notebooks/run.py

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import dataclasses
 from dataclasses import dataclass
 
 import click
@@ -37,9 +38,11 @@ def _model_options(f):
     wrapper = click.option("--dtype", default="auto", show_default=True,
                            help="auto | float32 | bfloat16 | float16")(wrapper)
     wrapper = click.option("--adapter", default=None, type=click.Path(exists=True, file_okay=False),
-                           help="An `inbedder train` output folder merged into the model at load.")(wrapper)
+                           help="An `inbedder train` output folder merged into the base at load "
+                                "(replaces the shipped adapter).")(wrapper)
     return click.option("--model", "model", default=None,
-                        help="Hub id, local directory or .gguf file (default: embedded SmolLM2-135M-Instruct).")(wrapper)
+                        help="Hub id, local directory, .gguf file, or an embedded model: smollm2-inbedder (the "
+                             "default: SmolLM2-135M with the shipped adapter) or smollm2-zero-shot.")(wrapper)
 
 
 def _load(choice: ModelChoice):
@@ -222,15 +225,21 @@ def query(index_dir, texts, k, table, queries_file, model_name, as_json) -> None
 @click.option("--per-group", type=click.IntRange(1, 10), default=10, show_default=True,
               help="Robustness instructions per group (correct / implicit / incorrect).")
 @click.option("--baselines/--no-baselines", default=True, help="Also run all-MiniLM-L6-v2 plain and prepended.")
+@click.option("--also-model", "also_models", multiple=True,
+              help="Further models in the same run, side by side (e.g. smollm2-zero-shot for a before/after).")
+@click.option("--before", "before_path", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Earlier `inbedder eval` JSON (same sample sizes): its models join the tables, and the model "
+                   "here is checked against its first model (the training issue's acceptance).")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
 @click.option("--out", "out_path", default="out/eval.json", show_default=True,
               help="JSON results; the markdown table (.md) and the plot (.png) are written beside it.")
 def evaluate(model, data_dir, tests, datasets, robustness_sets, rows, robustness_rows, stsb_pairs, per_group,
-             baselines, progress, out_path) -> None:
+             baselines, also_models, before_path, progress, out_path) -> None:
     """Instruction-awareness: two-facet clustering, robustness to paraphrase, STS-B; baselines in the same run."""
     from pathlib import Path
 
-    from inbedder.evaluation import EvalOptions, InBedderUnderTest, check_data, evaluate, to_markdown, write_results
+    from inbedder.evaluation import (EvalOptions, InBedderUnderTest, acceptance, acceptance_markdown, check_data,
+                                     evaluate, to_markdown, write_results)
 
     if not (Path(data_dir) / "clustering").is_dir():
         raise click.UsageError(f"--data-dir {data_dir} has no clustering/ folder (the evaluation data)")
@@ -244,17 +253,29 @@ def evaluate(model, data_dir, tests, datasets, robustness_sets, rows, robustness
     except FileNotFoundError as exc:
         raise click.UsageError(str(exc)) from None
     embedders = [InBedderUnderTest(_load(model), progress)]
+    embedders += [InBedderUnderTest(_load(dataclasses.replace(model, name=name, adapter=None)), progress)
+                  for name in also_models]
     if baselines:
         from inbedder.baselines import MiniLM, MiniLMBaseline
 
         minilm = MiniLM()
         embedders += [MiniLMBaseline(minilm, prepend=False), MiniLMBaseline(minilm, prepend=True)]
+    before = json.loads(Path(before_path).read_text()) if before_path else {}
     results = {}
     for embedder in embedders:
         click.echo(f"evaluating {embedder.name} ...", err=True)
         results[embedder.name] = evaluate(embedder, Path(data_dir), options)
-    json_path, md, png = write_results(results, Path(out_path))
-    click.echo(to_markdown(results))
+    checks_md = ""
+    if before:
+        first, reference = next(iter(results)), next(iter(before))
+        try:
+            checks = acceptance(results[first], before[reference])
+        except ValueError as exc:
+            raise click.UsageError(f"--before {before_path}: {exc}") from None
+        checks_md = "\n" + acceptance_markdown(checks, first, reference)
+        results.update({name: r for name, r in before.items() if name not in results})
+    json_path, md, png = write_results(results, Path(out_path), checks_md)
+    click.echo(to_markdown(results) + checks_md)
     click.echo(f"wrote {json_path}, {md}, {png}")
 
 
@@ -302,8 +323,10 @@ def cluster(model, table, instruction, k, texts, text_column, sample_per_cluster
               help="Rows sampled from each QA set.")
 @click.option("--per-label-question", type=click.IntRange(1), default=1500, show_default=True,
               help="Rows per labelled corpus and question kind.")
+@click.option("--coarse-facets", is_flag=True, help="Add coarse-over-fine label rows (emotion groups, sentiment, "
+                                                   "hinted banking areas, passage topics).")
 @click.option("--seed", type=int, default=0, show_default=True)
-def train_data(data_dir, out_dir, per_source, per_label_question, seed) -> None:
+def train_data(data_dir, out_dir, per_source, per_label_question, coarse_facets, seed) -> None:
     """Build (input, instruction, answer) training rows from ../shared/data; evaluation sets stay out."""
     from pathlib import Path
 
@@ -311,7 +334,8 @@ def train_data(data_dir, out_dir, per_source, per_label_question, seed) -> None:
 
     from inbedder.training_data import DataOptions, build_training_rows
 
-    options = DataOptions(per_qa_source=per_source, per_label_question=per_label_question, seed=seed)
+    options = DataOptions(per_qa_source=per_source, per_label_question=per_label_question, seed=seed,
+                          coarse_facets=coarse_facets)
     try:
         train, validation = build_training_rows(data_dir, options)
     except FileNotFoundError as exc:

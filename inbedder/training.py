@@ -30,10 +30,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
+from inbedder.engine.loading import ADAPTER_RECORD, TRAINED_WEIGHTS, ZERO_SHOT_MODEL, load_model
 from inbedder.engine.prompts import MASK_COUNT, PromptTokenizer
 
-ADAPTER_RECORD = "inbedder_adapter.json"
-TRAINED_WEIGHTS = "trained_weights.safetensors"
 IGNORE = -100
 
 
@@ -44,7 +43,8 @@ class TrainingError(ValueError):
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: str | None = Field(default=None, description="hub id, local dir or .gguf; None: the embedded default")
+    model: str | None = Field(default=None, description="hub id, local dir or .gguf; None: the embedded default's "
+                                                        "base (zero-shot SmolLM2), never the shipped adapter")
     train: str = Field(description="Parquet or JSONL with input, instruction, answer")
     validation: str | None = None
     out: str
@@ -224,15 +224,13 @@ def validation_loss(model, examples: list[Example], pad_id: int, config: TrainCo
 
 def train(config: TrainConfig, resume: bool = False, log=print) -> Path:
     """Train (or continue) and export the result; returns the exported folder."""
-    from inbedder.engine.loading import load_model
-
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     out = Path(config.out)
     rows = read_rows(config.train)
     val_rows = read_rows(config.validation).slice(0, config.validation_rows) if config.validation else None
-    loaded = load_model(config.model, dtype="float32", device="cpu")
+    loaded = load_model(config.model or ZERO_SHOT_MODEL, dtype="float32", device="cpu")
     tokenizer, masked = loaded.tokenizer, loaded.masked
     pad_id = int(tokenizer.pad_token_id)
     examples = [encode_example(tokenizer, masked, r["input"], r["instruction"], r["answer"], config)
@@ -257,6 +255,7 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> Path:
     elif checkpoint.exists() and not resume:
         raise TrainingError(f"{checkpoint} exists: pass --resume to continue that run, or choose another --out")
     bar = tqdm(total=steps, initial=state.step, disable=not config.progress, desc="training", unit="step")
+    first_step = state.step
     started = time.perf_counter()
     while state.step < steps:
         optimizer.zero_grad(set_to_none=True)
@@ -282,7 +281,8 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> Path:
         if state.step % config.checkpoint_every == 0 or state.step == steps:
             _save_checkpoint(checkpoint, model, optimizer, scheduler, state, identity)
     bar.close()
-    log(f"trained {steps} steps in {time.perf_counter() - started:.0f}s this session")
+    log(f"trained steps {first_step + 1}-{steps} of {steps} in {time.perf_counter() - started:.0f}s"
+        if state.step > first_step else f"all {steps} steps were already done; exporting")
     return export(model, config, state, identity, loaded.name)
 
 
@@ -334,6 +334,10 @@ def export(model, config: TrainConfig, state: TrainState, identity: dict, base_n
     folder.mkdir(parents=True)
     if config.method == "lora":
         model.save_pretrained(folder)
+        (folder / "README.md").unlink(missing_ok=True)  # peft's empty model-card template
+        peft_config = json.loads((folder / "adapter_config.json").read_text())
+        peft_config["base_model_name_or_path"] = base_name  # not this machine's cache path
+        (folder / "adapter_config.json").write_text(json.dumps(peft_config, indent=2))
     else:
         save_file(trainable_state(model), folder / TRAINED_WEIGHTS)
     validation = [h["validation_loss"] for h in state.history if "validation_loss" in h]

