@@ -9,6 +9,10 @@ follow the question. Rows are (input, instruction, answer):
   words, each asked in several phrasings: Banking77 (what the customer wants;
   which area of banking: a coarse grouping of its 77 intents made here) and
   GoEmotions (how the writer feels).
+- with `coarse_facets`: coarse labels over the fine ones on the same texts
+  (GoEmotions' Ekman groups and sentiments, Banking77 areas, SQuAD article
+  titles as passage topics), half of them asked with "such as a, b or c" hints
+  drawn from the label set.
 
 Kept out, so evaluation stays honest: every file the evaluation harness reads
 (MASSIVE, CLINC, MTOP, FewRel, Few-NERD, STS-B) - no text and no label of them.
@@ -58,6 +62,29 @@ EMOTION_QUESTIONS = (
     "What is the mood of the author?",
     "Which feeling comes through in this comment?",
 )
+# --coarse-facets: coarse labels over fine ones on the same texts, so "which area / which kind"
+# questions learn to group what "what exactly" questions keep apart
+EMOTION_GROUP_QUESTIONS = ("Which basic emotion does this show", "What kind of feeling is this",
+                           "Which broad emotion does the writer express")
+SENTIMENT_QUESTIONS = ("Is the feeling positive, negative or ambiguous?", "What is the overall sentiment?",
+                       "Is this comment positive or negative?")
+AREA_HINT_QUESTIONS = ("Which area of banking is this about", "Which service area does this request concern",
+                       "Which part of the bank is this about")
+TOPIC_QUESTIONS = ("What is this passage about", "Which subject is this text about",
+                   "What is the topic of this passage")
+# GoEmotions' own groupings (Demszky et al., 2020): Ekman's six emotions and three sentiments
+EMOTION_GROUPS = {
+    "anger": ("anger", "annoyance", "disapproval"), "disgust": ("disgust",), "fear": ("fear", "nervousness"),
+    "joy": ("joy", "amusement", "approval", "excitement", "gratitude", "love", "optimism", "relief", "pride",
+            "admiration", "desire", "caring"),
+    "sadness": ("sadness", "disappointment", "embarrassment", "grief", "remorse"),
+    "surprise": ("surprise", "realization", "confusion", "curiosity")}
+SENTIMENTS = {"positive": ("amusement", "excitement", "joy", "love", "desire", "optimism", "caring", "pride",
+                           "admiration", "gratitude", "relief", "approval"),
+              "negative": ("fear", "nervousness", "remorse", "embarrassment", "disappointment", "sadness", "grief",
+                           "disgust", "anger", "annoyance", "disapproval"),
+              "ambiguous": ("realization", "surprise", "curiosity", "confusion")}
+
 # a coarse facet over Banking77's intents: the first rule whose words occur in the intent name wins
 BANKING_AREAS = (
     (("top_up", "topping_up"), "top up"),
@@ -79,6 +106,52 @@ class DataOptions:
     validation_rows: int = 300
     max_context_chars: int = 1200   # long passages cost CPU time; the answer must stay inside
     seed: int = 0
+    coarse_facets: bool = False     # add the coarse-over-fine rows (emotion groups, sentiment, hinted areas, topics)
+
+
+def group_of(label: str, groups: dict[str, tuple[str, ...]]) -> str:
+    return next(g for g, members in groups.items() if label in members)
+
+
+def hinted(stem: str, answer: str, choices: list[str], rng: np.random.Generator) -> str:
+    """"STEM, such as a, b or c?": examples drawn from the label set, the right one only sometimes,
+    so the model learns to pick the category the text belongs to rather than copy the list."""
+    others = [c for c in choices if c != answer]
+    picked = [others[int(i)] for i in rng.choice(len(others), 3, replace=False)]
+    if rng.random() < 0.5:
+        picked[int(rng.integers(3))] = answer
+    return f"{stem}, such as {picked[0]}, {picked[1]} or {picked[2]}?"
+
+
+def _hinted_rows(texts: list[str], answers: list[str], stems: Iterable[str], name: str, k: int,
+                 rng: np.random.Generator) -> list[dict]:
+    stems, choices = list(stems), sorted(set(answers))
+    rows = []
+    for i in _sample(len(texts), k, rng):
+        stem = stems[int(rng.integers(len(stems)))]
+        question = hinted(stem, answers[int(i)], choices, rng) if rng.random() < 0.6 else stem + "?"
+        rows.append({"input": texts[int(i)], "instruction": question, "answer": answers[int(i)], "source": name})
+    return rows
+
+
+def _coarse_rows(data: Path, options: DataOptions, banking: list[dict], emotions: list[dict],
+                 rng: np.random.Generator) -> list[dict]:
+    k = options.per_label_question
+    feelings = [r for r in emotions if any(r["label"] in m for m in EMOTION_GROUPS.values())]
+    texts = [r["text"] for r in feelings]
+    rows = _hinted_rows(texts, [group_of(r["label"], EMOTION_GROUPS) for r in feelings], EMOTION_GROUP_QUESTIONS,
+                        "goemotions-group", k, rng)
+    rows += _labelled_rows(texts, [group_of(r["label"], SENTIMENTS) for r in feelings], SENTIMENT_QUESTIONS,
+                           "goemotions-sentiment", k, rng)
+    rows += _hinted_rows([r["text"] for r in banking], [banking_area(r["category"]) for r in banking],
+                         AREA_HINT_QUESTIONS, "banking77-area-hinted", k, rng)
+    squad = pq.read_table(data / QA_FILES["squad"], columns=["context", "title"]).to_pylist()
+    unique = list({r["context"]: r for r in squad}.values())
+    topics = [r["title"].replace("_", " ") for r in unique]
+    keep = [i for i, t in enumerate(topics) if len(t.split()) <= options.max_answer_words]
+    rows += _hinted_rows([unique[i]["context"][: options.max_context_chars] for i in keep], [topics[i] for i in keep],
+                         TOPIC_QUESTIONS, "squad-topic", k, rng)
+    return rows
 
 
 def banking_area(intent: str) -> str:
@@ -141,6 +214,8 @@ def build_training_rows(data_dir: str | Path, options: DataOptions | None = None
     emotions = pq.read_table(data / "clustering/go_emotion.large.parquet").to_pylist()
     rows += _labelled_rows([r["text"] for r in emotions], [label_words(r["label"]) for r in emotions],
                            EMOTION_QUESTIONS, "goemotions", options.per_label_question, rng)
+    if options.coarse_facets:
+        rows += _coarse_rows(data, options, banking, emotions, rng)
     order = rng.permutation(len(rows))
     train = pa.Table.from_pylist([rows[int(i)] for i in order])
     validation = pa.Table.from_pylist(_qa_rows(data / VALIDATION_FILE, "squad-dev",

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -89,11 +90,36 @@ def test_the_adapter_loads_into_the_engine_with_its_own_fingerprint(tiny_dirs, r
     plain = InBedder.from_pretrained(str(tiny_dirs["llama"]))
     tuned = InBedder.from_pretrained(str(tiny_dirs["llama"]), adapter=str(folder))
     assert tuned.fingerprint != plain.fingerprint and "adapter" in tuned.model_name
+    shipped = {f.name for f in folder.iterdir()}
+    assert shipped == {"adapter_config.json", "adapter_model.safetensors", "inbedder_adapter.json"}
+    assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == plain.model_name
     a, b = plain.encode(["My card is late."], "What?"), tuned.encode(["My card is late."], "What?")
     assert not np.allclose(a, b)
     assert tuned.fingerprint == InBedder.from_pretrained(str(tiny_dirs["llama"]), adapter=str(folder)).fingerprint
     with pytest.raises(ModelLoadError, match="other base weights"):
         InBedder.from_pretrained(str(tiny_dirs["opt"]), adapter=str(folder))
+
+
+def test_plain_lora_merges_without_peft_exactly_as_peft_does(tiny_dirs, rows_file, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from inbedder.engine.loading import merge_plain_lora
+
+    folder = train(_config(tiny_dirs, rows_file, tmp_path / "run", epochs=1, lr=5e-2), log=lambda m: None)
+    ours = AutoModelForCausalLM.from_pretrained(tiny_dirs["llama"])
+    assert merge_plain_lora(ours, folder)
+    theirs = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_dirs["llama"]), folder)
+    theirs = theirs.merge_and_unload()
+    plain = AutoModelForCausalLM.from_pretrained(tiny_dirs["llama"]).state_dict()
+    merged, reference = ours.state_dict(), theirs.state_dict()
+    assert merged.keys() == reference.keys()
+    assert any(not torch.equal(merged[k], plain[k]) for k in merged)  # the adapter changed something
+    for k in merged:
+        torch.testing.assert_close(merged[k], reference[k], rtol=1e-5, atol=1e-6)
+    dora = json.loads((folder / "adapter_config.json").read_text()) | {"use_dora": True}
+    (folder / "adapter_config.json").write_text(json.dumps(dora))
+    assert not merge_plain_lora(AutoModelForCausalLM.from_pretrained(tiny_dirs["llama"]), folder)  # peft's job
 
 
 def test_top_layers_trains_only_the_top_and_masked_lms_train_too(tiny_dirs, rows_file, tmp_path):
@@ -133,3 +159,30 @@ def test_training_data_keeps_evaluation_sets_out():
     assert all(len(a.split()) <= 8 for a in train_rows.column("answer").to_pylist())
     assert {"squad", "banking77-intent", "banking77-area", "goemotions"} <= set(train_rows.column("source").to_pylist())
     assert not texts & set(validation.column("input").to_pylist())
+
+
+def test_coarse_facet_rows_are_added_without_changing_the_others():
+    from inbedder.training_data import EMOTION_GROUPS, SENTIMENTS, DataOptions, build_training_rows, hinted
+
+    rng = np.random.default_rng(0)
+    asks = [hinted("Which area", "card", ["card", "top up", "bank transfer", "currency exchange"], rng)
+            for _ in range(40)]
+    assert all(q.startswith("Which area, such as ") and q.endswith("?") for q in asks)
+    assert 5 < sum("card" in q for q in asks) < 35  # the right answer is only sometimes among the examples
+    if not (DATA / "qa").exists():
+        pytest.skip("../shared/data not present")
+    options = DataOptions(per_qa_source=100, per_label_question=100)
+    plain, _ = build_training_rows(DATA, options)
+    coarse, _ = build_training_rows(DATA, DataOptions(**{**options.__dict__, "coarse_facets": True}))
+    key = lambda t: {(r["input"], r["instruction"], r["answer"]) for r in t.to_pylist()}  # noqa: E731
+    added = coarse.filter(pa.compute.is_in(coarse.column("source"), pa.array(
+        ["goemotions-group", "goemotions-sentiment", "banking77-area-hinted", "squad-topic"])))
+    assert coarse.num_rows == plain.num_rows + added.num_rows == plain.num_rows + 400
+    assert key(coarse) - key(added) == key(plain)
+    by_source = {}
+    for r in added.to_pylist():
+        by_source.setdefault(r["source"], []).append(r)
+    assert {r["answer"] for r in by_source["goemotions-group"]} <= set(EMOTION_GROUPS)
+    assert {r["answer"] for r in by_source["goemotions-sentiment"]} <= set(SENTIMENTS)
+    assert any("such as" in r["instruction"] for r in by_source["squad-topic"])
+    assert all(len(r["answer"].split()) <= 8 for r in added.to_pylist())
