@@ -345,7 +345,7 @@ def train_data(data_dir, out_dir, per_source, per_label_question, coarse_facets,
     pq.write_table(validation, Path(out_dir) / "validation.parquet")
     counts = train.group_by("source").aggregate([("source", "count")]).to_pylist()
     for row in sorted(counts, key=lambda r: r["source"]):
-        click.echo(f"{row['source']:>18}: {row['source_count']} rows")
+        click.echo(f"{row['source']:>21}: {row['source_count']} rows")
     click.echo(f"wrote {train.num_rows} training and {validation.num_rows} validation rows to {out_dir}")
 
 
