@@ -96,6 +96,8 @@ def test_the_adapter_loads_into_the_engine_with_its_own_fingerprint(tiny_dirs, r
     a, b = plain.encode(["My card is late."], "What?"), tuned.encode(["My card is late."], "What?")
     assert not np.allclose(a, b)
     assert tuned.fingerprint == InBedder.from_pretrained(str(tiny_dirs["llama"]), adapter=str(folder)).fingerprint
+    (folder / "README.md").write_text("how this adapter was made")  # documentation is not part of the model
+    assert tuned.fingerprint == InBedder.from_pretrained(str(tiny_dirs["llama"]), adapter=str(folder)).fingerprint
     with pytest.raises(ModelLoadError, match="other base weights"):
         InBedder.from_pretrained(str(tiny_dirs["opt"]), adapter=str(folder))
 

@@ -208,7 +208,9 @@ def apply_adapter(model: torch.nn.Module, folder: Path, base_digest: str, name: 
                 named[key].copy_(tensor.to(named[key].dtype))
     else:
         raise ModelLoadError(f"{folder} holds neither adapter_config.json nor trained_weights.safetensors")
-    files = {f.name: file_sha256(f) for f in sorted(folder.iterdir()) if f.is_file()}
+    # what the vectors depend on: weights and records, not documentation beside them
+    files = {f.name: file_sha256(f) for f in sorted(folder.iterdir())
+             if f.is_file() and f.suffix in (".json", ".safetensors")}
     return model, canonical_json_sha256({"base": base_digest, "adapter": files}), f"{name} + adapter {folder.name}"
 
 
