@@ -5,8 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import click
 
@@ -239,7 +238,7 @@ def evaluate(model, data_dir, tests, datasets, robustness_sets, rows, robustness
     from pathlib import Path
 
     from inbedder.evaluation import (EvalOptions, InBedderUnderTest, acceptance, acceptance_markdown, check_data,
-                                     evaluate, to_markdown, write_results)
+                                     evaluate, planned_sizes, same_samples, to_markdown, write_results)
 
     if not (Path(data_dir) / "clustering").is_dir():
         raise click.UsageError(f"--data-dir {data_dir} has no clustering/ folder (the evaluation data)")
@@ -252,15 +251,20 @@ def evaluate(model, data_dir, tests, datasets, robustness_sets, rows, robustness
         check_data(Path(data_dir), options)
     except FileNotFoundError as exc:
         raise click.UsageError(str(exc)) from None
+    before = json.loads(Path(before_path).read_text()) if before_path else {}
+    if before:  # a mismatch found after an hour of embedding would waste the hour
+        try:
+            same_samples(planned_sizes(Path(data_dir), options), next(iter(before.values())))
+        except ValueError as exc:
+            raise click.UsageError(f"--before {before_path}: {exc}") from None
     embedders = [InBedderUnderTest(_load(model), progress)]
-    embedders += [InBedderUnderTest(_load(dataclasses.replace(model, name=name, adapter=None)), progress)
+    embedders += [InBedderUnderTest(_load(replace(model, name=name, adapter=None)), progress)
                   for name in also_models]
     if baselines:
         from inbedder.baselines import MiniLM, MiniLMBaseline
 
         minilm = MiniLM()
         embedders += [MiniLMBaseline(minilm, prepend=False), MiniLMBaseline(minilm, prepend=True)]
-    before = json.loads(Path(before_path).read_text()) if before_path else {}
     results = {}
     for embedder in embedders:
         click.echo(f"evaluating {embedder.name} ...", err=True)
@@ -268,10 +272,7 @@ def evaluate(model, data_dir, tests, datasets, robustness_sets, rows, robustness
     checks_md = ""
     if before:
         first, reference = next(iter(results)), next(iter(before))
-        try:
-            checks = acceptance(results[first], before[reference])
-        except ValueError as exc:
-            raise click.UsageError(f"--before {before_path}: {exc}") from None
+        checks = acceptance(results[first], before[reference])
         checks_md = "\n" + acceptance_markdown(checks, first, reference)
         results.update({name: r for name, r in before.items() if name not in results})
     json_path, md, png = write_results(results, Path(out_path), checks_md)

@@ -224,6 +224,24 @@ class Check:
     detail: str
 
 
+def planned_sizes(data_dir: Path, options: EvalOptions) -> dict:
+    """The sample sizes a run will score, from file metadata: an earlier run is checked against
+    them before any model work, not after it."""
+    def size(file: str, wanted: int | None) -> int:
+        rows = pq.ParquetFile(Path(data_dir) / file).metadata.num_rows
+        return min(rows, wanted) if wanted else rows
+
+    planned: dict = {}
+    if "clustering" in options.tests:
+        planned["clustering"] = {d: {"rows": size(TWO_FACET_SETS[d].file, options.rows)} for d in options.datasets}
+    if "robustness" in options.tests:
+        planned["robustness"] = {r: {"rows": size(ROBUSTNESS_SETS[r][0], options.robustness_rows)}
+                                 for r in options.robustness_sets}
+    if "stsb" in options.tests:
+        planned["stsb"] = {"pairs": size("stsb/sts-test.parquet", options.stsb_pairs)}
+    return planned
+
+
 def same_samples(after: Mapping[str, dict], before: Mapping[str, dict]) -> None:
     """Scores are only comparable on the same seeded subsets: refuse otherwise."""
     for test, key in (("clustering", "rows"), ("robustness", "rows")):

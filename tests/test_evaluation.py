@@ -210,6 +210,8 @@ def test_cli_eval_compares_with_earlier_results_and_more_models(eval_data, tiny_
     saved = json.loads(after.read_text())
     assert list(saved) == [str(tiny_dirs["llama"]), str(tiny_dirs["roberta"]), str(tiny_dirs["opt"])]
     assert f"### Acceptance: {tiny_dirs['llama']} against {tiny_dirs['opt']}" in after.with_suffix(".md").read_text()
-    mismatch = CliRunner().invoke(main, ["eval", "--model", str(tiny_dirs["llama"]), *common, "--robustness-rows",
-                                         "50", "--before", str(first), "--out", str(tmp_path / "x.json")])
+    # refused before any model loads (this model path does not even exist)
+    mismatch = CliRunner().invoke(main, ["eval", "--model", str(tmp_path / "no-model"), *common,
+                                         "--robustness-rows", "50", "--before", str(first),
+                                         "--out", str(tmp_path / "x.json")])
     assert mismatch.exit_code != 0 and "fewrel: 50 rows here but 60" in mismatch.output
