@@ -117,6 +117,8 @@ def hinted(stem: str, answer: str, choices: list[str], rng: np.random.Generator)
     """"STEM, such as a, b or c?": examples drawn from the label set, the right one only sometimes,
     so the model learns to pick the category the text belongs to rather than copy the list."""
     others = [c for c in choices if c != answer]
+    if len(others) < 3:
+        raise ValueError(f"a hinted question needs at least 4 labels to draw examples from, got {len(choices)}")
     picked = [others[int(i)] for i in rng.choice(len(others), 3, replace=False)]
     if rng.random() < 0.5:
         picked[int(rng.integers(3))] = answer

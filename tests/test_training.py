@@ -171,6 +171,8 @@ def test_coarse_facet_rows_are_added_without_changing_the_others():
             for _ in range(40)]
     assert all(q.startswith("Which area, such as ") and q.endswith("?") for q in asks)
     assert 5 < sum("card" in q for q in asks) < 35  # the right answer is only sometimes among the examples
+    with pytest.raises(ValueError, match="at least 4 labels"):
+        hinted("Which area", "card", ["card", "top up", "bank transfer"], rng)
     if not (DATA / "qa").exists():
         pytest.skip("../shared/data not present")
     options = DataOptions(per_qa_source=100, per_label_question=100)
