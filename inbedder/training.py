@@ -62,6 +62,8 @@ class TrainConfig(BaseModel):
     max_length: int = Field(default=256, ge=16)
     max_answer_tokens: int = Field(default=16, ge=1)
     bf16: bool = False
+    group_by_length: bool = Field(default=False, description="batch rows of similar length (less padding, "
+                                                             "same rows per epoch); off reproduces older runs")
     seed: int = 0
     checkpoint_every: int = Field(default=50, ge=1)
     eval_every: int = Field(default=100, ge=1)
@@ -136,9 +138,26 @@ def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
-    """The data order of one epoch: a function of (seed, epoch) only, so a resumed run sees the same."""
-    return np.random.default_rng([seed, epoch]).permutation(n)
+GROUPED_STEPS = 50  # optimizer steps whose rows are sorted by length together when grouping
+
+
+def epoch_order(n: int, seed: int, epoch: int, lengths: np.ndarray | None = None, per_step: int = 1) -> np.ndarray:
+    """The data order of one epoch: a function of (seed, epoch) only, so a resumed run sees the same.
+
+    With `lengths`, a shuffled window of GROUPED_STEPS steps' rows is sorted by length and cut into
+    steps, and the steps are shuffled again: a batch pads to a similar length instead of to the one
+    long passage drawn among short requests, while every step still mixes sources at random.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(n)
+    if lengths is None:
+        return order
+    window = per_step * GROUPED_STEPS
+    grouped = np.concatenate([chunk[np.argsort(-lengths[chunk], kind="stable")]
+                              for chunk in np.split(order, range(window, n, window))])
+    steps = np.split(grouped, range(per_step, n, per_step))
+    full, tail = (steps, []) if len(steps[-1]) == per_step else (steps[:-1], steps[-1:])
+    return np.concatenate([full[int(i)] for i in rng.permutation(len(full))] + tail)
 
 
 def data_digest(table: pa.Table) -> str:
@@ -193,12 +212,17 @@ def total_steps(rows: int, config: TrainConfig) -> int:
     return min(per_epoch * config.epochs, config.max_steps or per_epoch * config.epochs)
 
 
-def batches_for_step(step: int, rows: int, config: TrainConfig) -> list[np.ndarray]:
-    """Row indices of each micro-batch of optimizer step `step` (0-based), epochs wrapping."""
+def batches_for_step(step: int, rows: int, config: TrainConfig,
+                     lengths: np.ndarray | None = None) -> list[np.ndarray]:
+    """Row indices of each micro-batch of optimizer step `step` (0-based), epochs wrapping.
+
+    `lengths` (tokens per row) is used only when the config groups by length."""
     per_step = config.batch_size * config.grad_accum
     per_epoch = math.ceil(rows / per_step)
     epoch, within = divmod(step, per_epoch)
-    order = epoch_order(rows, config.seed, epoch)
+    if config.group_by_length and lengths is None:
+        raise TrainingError("group_by_length needs the rows' token lengths")
+    order = epoch_order(rows, config.seed, epoch, lengths if config.group_by_length else None, per_step)
     chunk = order[within * per_step: (within + 1) * per_step]
     return [chunk[i: i + config.batch_size] for i in range(0, len(chunk), config.batch_size)]
 
@@ -237,6 +261,7 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> Path:
                 for r in rows.select(["input", "instruction", "answer"]).to_pylist()]
     val_examples = [encode_example(tokenizer, masked, r["input"], r["instruction"], r["answer"], config)
                     for r in val_rows.select(["input", "instruction", "answer"]).to_pylist()] if val_rows else []
+    lengths = np.array([len(e.input_ids) for e in examples])
     model = prepare_model(loaded.model, config, masked)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -259,7 +284,7 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> Path:
     started = time.perf_counter()
     while state.step < steps:
         optimizer.zero_grad(set_to_none=True)
-        micro = batches_for_step(state.step, len(examples), config)
+        micro = batches_for_step(state.step, len(examples), config, lengths)
         targets = sum(sum(1 for t in examples[int(i)].labels if t != IGNORE) for b in micro for i in b)
         step_loss = 0.0
         for b in micro:

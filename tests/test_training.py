@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 from inbedder import InBedder
 from inbedder.engine import ModelLoadError
 from inbedder.engine.prompts import PromptTokenizer
-from inbedder.training import IGNORE, TrainConfig, TrainingError, encode_example, train
+from inbedder.training import (IGNORE, TrainConfig, TrainingError, batches_for_step, encode_example, epoch_order,
+                               train)
 
 from .conftest import DATA
 
@@ -83,6 +84,38 @@ def test_a_stopped_and_resumed_run_equals_an_uninterrupted_one(tiny_dirs, rows_f
     with pytest.raises(TrainingError, match="lr"):
         train(_config(tiny_dirs, rows_file, tmp_path / "parts", max_steps=8, lr=1e-3), resume=True,
               log=lambda m: None)
+
+
+def test_grouping_by_length_keeps_every_row_once_and_cuts_padding():
+    rng = np.random.default_rng(1)
+    lengths = np.where(rng.random(1003) < 0.2, rng.integers(150, 192, 1003), rng.integers(15, 40, 1003))
+    plain, grouped = epoch_order(1003, 0, 0), epoch_order(1003, 0, 0, lengths, per_step=8)
+    assert sorted(grouped.tolist()) == list(range(1003))  # the same rows, each once
+    assert np.array_equal(plain, epoch_order(1003, 0, 0))  # the ungrouped order is unchanged (older runs)
+    assert np.array_equal(grouped, epoch_order(1003, 0, 0, lengths, per_step=8))  # resumable: (seed, epoch) only
+    assert not np.array_equal(grouped, epoch_order(1003, 0, 1, lengths, per_step=8))
+
+    def padded(order):
+        return sum(8 * lengths[order[i: i + 8]].max() for i in range(0, 1000, 8))
+
+    assert padded(grouped) < 0.6 * padded(plain)
+    config = TrainConfig(train="x", out="y", batch_size=4, grad_accum=2, group_by_length=True)
+    steps = [np.concatenate(batches_for_step(s, 1003, config, lengths)) for s in range(126)]
+    assert sorted(np.concatenate(steps).tolist()) == list(range(1003)) and len(steps[-1]) == 3  # the tail stays last
+    with pytest.raises(TrainingError, match="lengths"):
+        batches_for_step(0, 1003, config)
+
+
+def test_a_length_grouped_run_trains_and_resumes_exactly(tiny_dirs, rows_file, tmp_path):
+    train(_config(tiny_dirs, rows_file, tmp_path / "whole", max_steps=4, batch_size=2, group_by_length=True),
+          log=lambda m: None)
+    train(_config(tiny_dirs, rows_file, tmp_path / "parts", max_steps=2, batch_size=2, group_by_length=True),
+          log=lambda m: None)
+    train(_config(tiny_dirs, rows_file, tmp_path / "parts", max_steps=4, batch_size=2, group_by_length=True),
+          resume=True, log=lambda m: None)
+    whole = load_file(tmp_path / "whole" / "checkpoint" / "trainable.safetensors")
+    parts = load_file(tmp_path / "parts" / "checkpoint" / "trainable.safetensors")
+    assert all(torch.equal(whole[k], parts[k]) for k in whole)
 
 
 def test_the_adapter_loads_into_the_engine_with_its_own_fingerprint(tiny_dirs, rows_file, tmp_path):
