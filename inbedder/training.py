@@ -74,7 +74,10 @@ class TrainConfig(BaseModel):
     def identity(self) -> dict:
         """What must not change between a run and its resumption."""
         volatile = {"max_steps", "checkpoint_every", "eval_every", "progress", "threads"}
-        return {k: v for k, v in self.model_dump().items() if k not in volatile}
+        identity = {k: v for k, v in self.model_dump().items() if k not in volatile}
+        if not self.group_by_length:  # off is how runs trained before the option existed: their checkpoints resume
+            del identity["group_by_length"]
+        return identity
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -104,6 +105,8 @@ def test_grouping_by_length_keeps_every_row_once_and_cuts_padding():
     assert sorted(np.concatenate(steps).tolist()) == list(range(1003)) and len(steps[-1]) == 3  # the tail stays last
     with pytest.raises(TrainingError, match="lengths"):
         batches_for_step(0, 1003, config)
+    assert "group_by_length" not in TrainConfig(train="x", out="y").identity()  # older checkpoints still resume
+    assert config.identity()["group_by_length"] is True
 
 
 def test_a_length_grouped_run_trains_and_resumes_exactly(tiny_dirs, rows_file, tmp_path):
@@ -223,3 +226,12 @@ def test_coarse_facet_rows_are_added_without_changing_the_others():
     assert {r["answer"] for r in by_source["goemotions-sentiment"]} <= set(SENTIMENTS)
     assert any("such as" in r["instruction"] for r in by_source["squad-topic"])
     assert all(len(r["answer"].split()) <= 8 for r in added.to_pylist())
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "jobs").glob("train_*.yaml")),
+                         ids=lambda p: p.name)
+def test_the_shipped_training_configs_validate(path):
+    import yaml
+
+    config = TrainConfig(**yaml.safe_load(path.read_text()))
+    assert config.model is None and config.method == "lora"  # both start from the zero-shot base
