@@ -125,7 +125,7 @@ def test_the_adapter_loads_into_the_engine_with_its_own_fingerprint(tiny_dirs, r
     folder = train(_config(tiny_dirs, rows_file, tmp_path / "run", epochs=1), log=lambda m: None)
     plain = InBedder.from_pretrained(str(tiny_dirs["llama"]))
     tuned = InBedder.from_pretrained(str(tiny_dirs["llama"]), adapter=str(folder))
-    assert tuned.fingerprint != plain.fingerprint and "adapter" in tuned.model_name
+    assert tuned.fingerprint != plain.fingerprint and tuned.model_name.endswith(" + adapter run")  # RUN/adapter
     shipped = {f.name for f in folder.iterdir()}
     assert shipped == {"adapter_config.json", "adapter_model.safetensors", "inbedder_adapter.json"}
     assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == plain.model_name

@@ -211,7 +211,13 @@ def apply_adapter(model: torch.nn.Module, folder: Path, base_digest: str, name: 
     # what the vectors depend on: weights and records, not documentation beside them
     files = {f.name: file_sha256(f) for f in sorted(folder.iterdir())
              if f.is_file() and f.suffix in (".json", ".safetensors")}
-    return model, canonical_json_sha256({"base": base_digest, "adapter": files}), f"{name} + adapter {folder.name}"
+    return model, canonical_json_sha256({"base": base_digest, "adapter": files}), f"{name} + adapter {adapter_label(folder)}"
+
+
+def adapter_label(folder: Path) -> str:
+    """`inbedder train` exports to RUN/adapter: the run's folder is the name a reader knows it by."""
+    folder = folder.resolve()
+    return folder.parent.name if folder.name == "adapter" and folder.parent.name else folder.name
 
 
 _LORA_PREFIX = "base_model.model."
