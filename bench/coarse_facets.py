@@ -49,18 +49,28 @@ def diagnose(model: InBedder, dataset: str, rows: int, seed: int = 0) -> dict:
             "top_answers": Counter(answers).most_common(12)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def models_from_cli(description: str, datasets: list[str], rows: int,
+                    extra: dict[str, dict] | None = None) -> tuple[argparse.Namespace, list[InBedder]]:
+    """The diagnosis scripts' shared command line: the embedded default plus any --adapter runs."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--adapter", action="append", default=[], help="also diagnose this trained adapter")
     parser.add_argument("--dataset", action="append", choices=list(TWO_FACET_SETS), default=None)
-    parser.add_argument("--rows", type=int, default=500)
+    parser.add_argument("--rows", type=int, default=rows)
     parser.add_argument("--out")
+    for flag, options in (extra or {}).items():
+        parser.add_argument(flag, **options)
     args = parser.parse_args()
+    args.dataset = args.dataset or datasets
     models = [InBedder.from_pretrained(num_threads=2)] + [InBedder.from_pretrained(adapter=a, num_threads=2)
                                                           for a in args.adapter]
+    return args, models
+
+
+def main() -> None:
+    args, models = models_from_cli(__doc__, ["massive", "mtop"], 500)
     report = {}
     for model in models:
-        report[model.model_name] = {d: diagnose(model, d, args.rows) for d in args.dataset or ["massive", "mtop"]}
+        report[model.model_name] = {d: diagnose(model, d, args.rows) for d in args.dataset}
         for d, r in report[model.model_name].items():
             v = r["vector_v_measure"]
             print(f"{model.model_name[-40:]:40s} {d:8s} {r['facet']:8s} vectors: hinted {v['hinted']:.3f} "

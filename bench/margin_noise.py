@@ -10,17 +10,15 @@ mean ± std over seeds, beside the seed-0 value the harness reports.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 
+from coarse_facets import DATA, models_from_cli  # bench/ is on the path when run as a script
 from inbedder import InBedder
 from inbedder.evaluation import TWO_FACET_SETS, diagonal_margins, sample_rows, v_measure
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def margins_over_seeds(model: InBedder, dataset: str, rows: int, seeds: int) -> dict:
@@ -38,19 +36,11 @@ def margins_over_seeds(model: InBedder, dataset: str, rows: int, seeds: int) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--adapter", action="append", default=[], help="also score this trained adapter")
-    parser.add_argument("--dataset", action="append", choices=list(TWO_FACET_SETS), default=None)
-    parser.add_argument("--rows", type=int, default=1500)
-    parser.add_argument("--seeds", type=int, default=8)
-    parser.add_argument("--out")
-    args = parser.parse_args()
-    models = [InBedder.from_pretrained(num_threads=2)] + [InBedder.from_pretrained(adapter=a, num_threads=2)
-                                                          for a in args.adapter]
+    args, models = models_from_cli(__doc__, ["clinc"], 1500, {"--seeds": {"type": int, "default": 8}})
     report = {}
     for model in models:
         report[model.model_name] = {d: margins_over_seeds(model, d, args.rows, args.seeds)
-                                    for d in args.dataset or ["clinc"]}
+                                    for d in args.dataset}
         for d, facets in report[model.model_name].items():
             print(f"{model.model_name[-40:]:40s} {d:8s} " + "  ".join(
                 f"{f}: seed0 {m['seed0']:+.3f}, {m['mean']:+.3f} ± {m['std']:.3f}" for f, m in facets.items()))
