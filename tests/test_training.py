@@ -134,6 +134,11 @@ def test_the_adapter_loads_into_the_engine_with_its_own_fingerprint(tiny_dirs, r
     assert tuned.fingerprint == InBedder.from_pretrained(str(tiny_dirs["llama"]), adapter=str(folder)).fingerprint
     (folder / "README.md").write_text("how this adapter was made")  # documentation is not part of the model
     assert tuned.fingerprint == InBedder.from_pretrained(str(tiny_dirs["llama"]), adapter=str(folder)).fingerprint
+    import shutil
+
+    moved = shutil.copytree(folder, tmp_path / "my-adapter")  # a folder of its own keeps its own name
+    assert InBedder.from_pretrained(str(tiny_dirs["llama"]), adapter=str(moved)).model_name.endswith(
+        " + adapter my-adapter")
     with pytest.raises(ModelLoadError, match="other base weights"):
         InBedder.from_pretrained(str(tiny_dirs["opt"]), adapter=str(folder))
 
