@@ -223,6 +223,8 @@ def query(index_dir, texts, k, table, queries_file, model_name, as_json) -> None
 @click.option("--stsb-pairs", type=int, default=None, help="Seeded sample of STS-B test pairs (default: all).")
 @click.option("--per-group", type=click.IntRange(1, 10), default=10, show_default=True,
               help="Robustness instructions per group (correct / implicit / incorrect).")
+@click.option("--kmeans-seeds", type=click.IntRange(1), default=1, show_default=True,
+              help="Average every v-measure over this many k-means seeds (margins move about +-0.02 between seeds).")
 @click.option("--baselines/--no-baselines", default=True, help="Also run all-MiniLM-L6-v2 plain and prepended.")
 @click.option("--also-model", "also_models", multiple=True,
               help="Further models in the same run, side by side (e.g. smollm2-zero-shot for a before/after).")
@@ -233,7 +235,7 @@ def query(index_dir, texts, k, table, queries_file, model_name, as_json) -> None
 @click.option("--out", "out_path", default="out/eval.json", show_default=True,
               help="JSON results; the markdown table (.md) and the plot (.png) are written beside it.")
 def evaluate(model, data_dir, tests, datasets, robustness_sets, rows, robustness_rows, stsb_pairs, per_group,
-             baselines, also_models, before_path, progress, out_path) -> None:
+             kmeans_seeds, baselines, also_models, before_path, progress, out_path) -> None:
     """Instruction-awareness: two-facet clustering, robustness to paraphrase, STS-B; baselines in the same run."""
     from pathlib import Path
 
@@ -244,7 +246,7 @@ def evaluate(model, data_dir, tests, datasets, robustness_sets, rows, robustness
         raise click.UsageError(f"--data-dir {data_dir} has no clustering/ folder (the evaluation data)")
     progress = sys.stderr.isatty() if progress is None else progress
     options = EvalOptions(rows=rows, robustness_rows=robustness_rows or None, stsb_pairs=stsb_pairs,
-                          per_group=per_group, tests=tuple(tests) or EvalOptions.tests,
+                          per_group=per_group, kmeans_seeds=kmeans_seeds, tests=tuple(tests) or EvalOptions.tests,
                           datasets=tuple(datasets) or EvalOptions.datasets,
                           robustness_sets=tuple(robustness_sets) or EvalOptions.robustness_sets)
     try:

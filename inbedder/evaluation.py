@@ -72,6 +72,7 @@ class EvalOptions:
     stsb_pairs: int | None = None       # STS-B test pairs (None: all 1,379)
     per_group: int = 10                 # robustness instructions per group (the paper: 10)
     seed: int = 0
+    kmeans_seeds: int = 1               # v-measure averaged over this many k-means seeds (seed, seed+1, ...)
     stsb_question: str = STSB_QUESTION
     tests: tuple[str, ...] = ("clustering", "robustness", "stsb")
     datasets: tuple[str, ...] = tuple(TWO_FACET_SETS)
@@ -98,17 +99,20 @@ def kmeans_labels(vectors: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     return kmeans(vectors, k, seed)[1]
 
 
-def v_measure(vectors: np.ndarray, labels: Sequence[object], seed: int = 0) -> float:
+def v_measure(vectors: np.ndarray, labels: Sequence[object], seed: int = 0, seeds: int = 1) -> float:
+    """Mean over `seeds` k-means runs: one run's seed moves a margin by about +-0.02 (bench/margin_noise.py)."""
     from sklearn.metrics import v_measure_score
 
-    return float(v_measure_score(list(labels), kmeans_labels(vectors, len(set(labels)), seed)))
+    k = len(set(labels))
+    return float(np.mean([v_measure_score(list(labels), kmeans_labels(vectors, k, s))
+                          for s in range(seed, seed + seeds)]))
 
 
 def facet_table(embedder: EvalEmbedder, texts: Sequence[str], facets: Mapping[str, tuple[Sequence[object], str]],
-                seed: int = 0) -> dict[str, dict[str, float]]:
+                seed: int = 0, seeds: int = 1) -> dict[str, dict[str, float]]:
     """table[question facet][label facet] = v-measure of k-means under that question."""
     vectors = embedder.encode_many(texts, {f: q for f, (_, q) in facets.items()})
-    return {asked: {scored: v_measure(vectors[asked], labels, seed) for scored, (labels, _) in facets.items()}
+    return {asked: {scored: v_measure(vectors[asked], labels, seed, seeds) for scored, (labels, _) in facets.items()}
             for asked in facets}
 
 
@@ -135,15 +139,15 @@ def sample_rows(table: pa.Table, rows: int | None, seed: int) -> pa.Table:
 # --- the three tests ------------------------------------------------------------------
 
 def clustering_eval(embedder: EvalEmbedder, data_dir: Path, datasets: Sequence[str], rows: int | None = None,
-                    seed: int = 0) -> dict[str, dict]:
+                    seed: int = 0, seeds: int = 1) -> dict[str, dict]:
     results = {}
     for name in datasets:
         spec = TWO_FACET_SETS[name]
         table = sample_rows(pq.read_table(Path(data_dir) / spec.file), rows, seed)
         texts = table.column("text").to_pylist()
         facets = {f: (table.column(col).to_pylist(), q) for f, (col, q) in spec.facets.items()}
-        scores = facet_table(embedder, texts, facets, seed)
-        results[name] = {"rows": len(texts), "questions": {f: q for f, (_, q) in facets.items()},
+        scores = facet_table(embedder, texts, facets, seed, seeds)
+        results[name] = {"rows": len(texts), "kmeans_seeds": seeds, "questions": {f: q for f, (_, q) in facets.items()},
                          "v_measure": scores, "diagonal_margin": diagonal_margins(scores)}
     return results
 
@@ -157,7 +161,7 @@ def paper_instructions(data_dir: Path, task: str, per_group: int = 10) -> dict[s
 
 
 def robustness_eval(embedder: EvalEmbedder, data_dir: Path, sets: Sequence[str], rows: int | None = 1000,
-                    per_group: int = 10, seed: int = 0) -> dict[str, dict]:
+                    per_group: int = 10, seed: int = 0, seeds: int = 1) -> dict[str, dict]:
     results = {}
     for name in sets:
         file, task = ROBUSTNESS_SETS[name]
@@ -166,9 +170,10 @@ def robustness_eval(embedder: EvalEmbedder, data_dir: Path, sets: Sequence[str],
         groups = paper_instructions(data_dir, task, per_group)
         questions = {f"{g}_{i}": q for g, qs in groups.items() for i, q in enumerate(qs)}
         vectors = embedder.encode_many(texts, questions)
-        scores = {g: [v_measure(vectors[f"{g}_{i}"], labels, seed) for i in range(len(qs))]
+        scores = {g: [v_measure(vectors[f"{g}_{i}"], labels, seed, seeds) for i in range(len(qs))]
                   for g, qs in groups.items()}
-        results[name] = {"rows": len(texts), "labels": len(set(labels)), "task": task, "v_measure": scores,
+        results[name] = {"rows": len(texts), "kmeans_seeds": seeds, "labels": len(set(labels)), "task": task,
+                         "v_measure": scores,
                          "mean": {g: float(np.mean(s)) for g, s in scores.items()},
                          "std": {g: float(np.std(s)) for g, s in scores.items()},
                          "correct_minus_incorrect": float(np.mean(scores["correct"]) - np.mean(scores["incorrect"]))}
@@ -206,10 +211,11 @@ def evaluate(embedder: EvalEmbedder, data_dir: Path, options: EvalOptions) -> di
     """Every requested test for one embedder: {"clustering": ..., "robustness": ..., "stsb": ...}."""
     out: dict = {}
     if "clustering" in options.tests:
-        out["clustering"] = clustering_eval(embedder, data_dir, options.datasets, options.rows, options.seed)
+        out["clustering"] = clustering_eval(embedder, data_dir, options.datasets, options.rows, options.seed,
+                                            options.kmeans_seeds)
     if "robustness" in options.tests:
         out["robustness"] = robustness_eval(embedder, data_dir, options.robustness_sets, options.robustness_rows,
-                                            options.per_group, options.seed)
+                                            options.per_group, options.seed, options.kmeans_seeds)
     if "stsb" in options.tests:
         out["stsb"] = stsb_eval(embedder, data_dir, options.stsb_pairs, options.stsb_question, options.seed)
     return out
@@ -233,9 +239,11 @@ def planned_sizes(data_dir: Path, options: EvalOptions) -> dict:
 
     planned: dict = {}
     if "clustering" in options.tests:
-        planned["clustering"] = {d: {"rows": size(TWO_FACET_SETS[d].file, options.rows)} for d in options.datasets}
+        planned["clustering"] = {d: {"rows": size(TWO_FACET_SETS[d].file, options.rows),
+                                     "kmeans_seeds": options.kmeans_seeds} for d in options.datasets}
     if "robustness" in options.tests:
-        planned["robustness"] = {r: {"rows": size(ROBUSTNESS_SETS[r][0], options.robustness_rows)}
+        planned["robustness"] = {r: {"rows": size(ROBUSTNESS_SETS[r][0], options.robustness_rows),
+                                     "kmeans_seeds": options.kmeans_seeds}
                                  for r in options.robustness_sets}
     if "stsb" in options.tests:
         planned["stsb"] = {"pairs": size("stsb/sts-test.parquet", options.stsb_pairs)}
@@ -251,6 +259,10 @@ def same_samples(after: Mapping[str, dict], before: Mapping[str, dict]) -> None:
                 raise ValueError(f"{test} {name}: {r[key]} rows here but "
                                  f"{'none' if other is None else other[key]} in the earlier results; "
                                  "rerun with the same --rows / --robustness-rows")
+            here, there = r.get("kmeans_seeds", 1), other.get("kmeans_seeds", 1)  # results older than the option: 1
+            if here != there:
+                raise ValueError(f"{test} {name}: v-measure averaged over {here} k-means seed(s) here but {there} "
+                                 "in the earlier results; rerun with the same --kmeans-seeds")
     if "stsb" in after and before.get("stsb", {}).get("pairs") != after["stsb"]["pairs"]:
         raise ValueError("STS-B: different number of pairs in the earlier results")
 

@@ -190,6 +190,21 @@ def test_acceptance_passes_a_question_following_model_and_fails_a_blind_one(eval
     smaller = {**blind, "clustering": {"toy": {**blind["clustering"]["toy"], "rows": 100}}}
     with pytest.raises(ValueError, match="toy: 150 rows here but 100"):
         acceptance(follows, smaller)
+    averaged = {**follows, "clustering": {"toy": {**follows["clustering"]["toy"], "kmeans_seeds": 3}}}
+    with pytest.raises(ValueError, match="toy: v-measure averaged over 3 k-means seed"):
+        acceptance(averaged, blind)  # results without the field were scored on one seed
+
+
+def test_v_measure_averages_over_kmeans_seeds():
+    from inbedder.evaluation import v_measure
+
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 6, 300)
+    vectors = (rng.normal(size=(6, 8))[labels] * 1.5 + rng.normal(size=(300, 8))).astype(np.float32)
+    single = [v_measure(vectors, labels, seed=s) for s in range(3)]
+    assert v_measure(vectors, labels) == single[0]  # the default is the one seed results were always scored on
+    assert v_measure(vectors, labels, seeds=3) == pytest.approx(np.mean(single))
+    assert len(set(single)) > 1  # the seeds really differ, so the mean is not one run repeated
 
 
 def test_cli_eval_compares_with_earlier_results_and_more_models(eval_data, tiny_dirs, tmp_path):
@@ -215,3 +230,7 @@ def test_cli_eval_compares_with_earlier_results_and_more_models(eval_data, tiny_
                                          "--robustness-rows", "50", "--before", str(first),
                                          "--out", str(tmp_path / "x.json")])
     assert mismatch.exit_code != 0 and "fewrel: 50 rows here but 60" in mismatch.output
+    seeds = CliRunner().invoke(main, ["eval", "--model", str(tmp_path / "no-model"), *common,
+                                      "--robustness-rows", "60", "--kmeans-seeds", "3", "--before", str(first),
+                                      "--out", str(tmp_path / "x.json")])
+    assert seeds.exit_code != 0 and "3 k-means seed(s) here but 1" in seeds.output
