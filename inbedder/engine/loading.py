@@ -211,7 +211,8 @@ def apply_adapter(model: torch.nn.Module, folder: Path, base_digest: str, name: 
     # what the vectors depend on: weights and records, not documentation beside them
     files = {f.name: file_sha256(f) for f in sorted(folder.iterdir())
              if f.is_file() and f.suffix in (".json", ".safetensors")}
-    return model, canonical_json_sha256({"base": base_digest, "adapter": files}), f"{name} + adapter {adapter_label(folder)}"
+    digest = canonical_json_sha256({"base": base_digest, "adapter": files})
+    return model, digest, f"{name} + adapter {adapter_label(folder)}"
 
 
 def adapter_label(folder: Path) -> str:
