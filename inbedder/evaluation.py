@@ -103,9 +103,9 @@ def v_measure(vectors: np.ndarray, labels: Sequence[object], seed: int = 0, seed
     """Mean over `seeds` k-means runs: one run's seed moves a margin by about +-0.02 (bench/margin_noise.py)."""
     from sklearn.metrics import v_measure_score
 
+    labels = list(labels)
     k = len(set(labels))
-    return float(np.mean([v_measure_score(list(labels), kmeans_labels(vectors, k, s))
-                          for s in range(seed, seed + seeds)]))
+    return float(np.mean([v_measure_score(labels, kmeans_labels(vectors, k, s)) for s in range(seed, seed + seeds)]))
 
 
 def facet_table(embedder: EvalEmbedder, texts: Sequence[str], facets: Mapping[str, tuple[Sequence[object], str]],
