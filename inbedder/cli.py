@@ -328,8 +328,10 @@ def cluster(model, table, instruction, k, texts, text_column, sample_per_cluster
               help="Rows per labelled corpus and question kind.")
 @click.option("--coarse-facets", is_flag=True, help="Add coarse-over-fine label rows (emotion groups, sentiment, "
                                                    "hinted banking areas, passage topics).")
+@click.option("--subject-facet", is_flag=True, help="Add broad subjects of SQuAD questions (labelled with "
+                                                   "all-MiniLM-L6-v2); area questions then name the bank.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def train_data(data_dir, out_dir, per_source, per_label_question, coarse_facets, seed) -> None:
+def train_data(data_dir, out_dir, per_source, per_label_question, coarse_facets, subject_facet, seed) -> None:
     """Build (input, instruction, answer) training rows from ../shared/data; evaluation sets stay out."""
     from pathlib import Path
 
@@ -338,7 +340,7 @@ def train_data(data_dir, out_dir, per_source, per_label_question, coarse_facets,
     from inbedder.training_data import DataOptions, build_training_rows
 
     options = DataOptions(per_qa_source=per_source, per_label_question=per_label_question, seed=seed,
-                          coarse_facets=coarse_facets)
+                          coarse_facets=coarse_facets, subject_facet=subject_facet)
     try:
         train, validation = build_training_rows(data_dir, options)
     except FileNotFoundError as exc:

@@ -13,6 +13,13 @@ follow the question. Rows are (input, instruction, answer):
   (GoEmotions' Ekman groups and sentiments, Banking77 areas, SQuAD article
   titles as passage topics), half of them asked with "such as a, b or c" hints
   drawn from the label set.
+- with `subject_facet`: one broad subject per SQuAD article (the nearest of
+  `SUBJECTS` under all-MiniLM-L6-v2: labels made here, noisy) asked of the
+  article's *questions*, so many different short requests share one coarse
+  answer from an open, 20-word vocabulary. The generic "which area / domain"
+  phrasings then belong to this facet; banking-area rows keep only phrasings
+  that name the bank (generic ones taught the model to answer "account and
+  security" to any area question: bench/coarse_facets.py).
 
 Kept out, so evaluation stays honest: every file the evaluation harness reads
 (MASSIVE, CLINC, MTOP, FewRel, Few-NERD, STS-B) - no text and no label of them.
@@ -22,7 +29,7 @@ passages) are not used for training either.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +79,34 @@ AREA_HINT_QUESTIONS = ("Which area of banking is this about", "Which service are
                        "Which part of the bank is this about")
 TOPIC_QUESTIONS = ("What is this passage about", "Which subject is this text about",
                    "What is the topic of this passage")
+# --subject-facet: broad subjects for SQuAD articles, each described for the embedder that picks one;
+# a general encyclopedia-style list, not the evaluation sets' domains
+SUBJECTS = {
+    "music": "music, songs, singers, bands, albums and musical instruments",
+    "film and television": "films, movies, actors, television series and broadcasting",
+    "sports": "sports, athletes, teams, games, tournaments and championships",
+    "history": "history, empires, ancient civilisations, dynasties and historical events",
+    "geography": "a country, a city, a region, its population, climate and landmarks",
+    "science": "physics, chemistry, biology, astronomy, mathematics and scientific theories",
+    "technology": "computers, software, the internet, electronics, engineering and inventions",
+    "politics": "politics, government, elections, political parties and international relations",
+    "religion": "religion, churches, gods, faith, scripture and religious practice",
+    "literature": "books, novels, poetry, writers and languages",
+    "business": "companies, the economy, trade, banking and industry",
+    "medicine": "medicine, diseases, health, the human body and treatment",
+    "food": "food, drink, cooking and cuisine",
+    "law": "law, courts, legal rights, constitutions and crime",
+    "war": "wars, battles, armies, weapons and the military",
+    "education": "universities, schools, students and education",
+    "art": "art, painting, sculpture and architecture",
+    "nature": "animals, plants, ecosystems and the natural environment",
+    "transport": "transport, cars, railways, aircraft and ships",
+    "philosophy": "philosophy, ideas, ethics and schools of thought",
+}
+SUBJECT_QUESTIONS = ("Which domain is this question about", "What general subject is this request about",
+                     "Which area of knowledge does this belong to", "What field is this about")
+BANK_NAMED_AREA_QUESTIONS = ("Which area of banking is this about?", "What part of the bank's service does this concern?")
+BANK_NAMED_AREA_HINT_QUESTIONS = ("Which area of banking is this about", "Which part of the bank is this about")
 # GoEmotions' own groupings (Demszky et al., 2020): Ekman's six emotions and three sentiments
 EMOTION_GROUPS = {
     "anger": ("anger", "annoyance", "disapproval"), "disgust": ("disgust",), "fear": ("fear", "nervousness"),
@@ -107,6 +142,11 @@ class DataOptions:
     max_context_chars: int = 1200   # long passages cost CPU time; the answer must stay inside
     seed: int = 0
     coarse_facets: bool = False     # add the coarse-over-fine rows (emotion groups, sentiment, hinted areas, topics)
+    subject_facet: bool = False     # add broad subjects of SQuAD questions; area questions name the bank
+    subject_rows: int = 1500
+
+
+Embed = Callable[[list[str]], np.ndarray]  # texts -> L2-normalised vectors
 
 
 def group_of(label: str, groups: dict[str, tuple[str, ...]]) -> str:
@@ -145,8 +185,9 @@ def _coarse_rows(data: Path, options: DataOptions, banking: list[dict], emotions
                         "goemotions-group", k, rng)
     rows += _labelled_rows(texts, [group_of(r["label"], SENTIMENTS) for r in feelings], SENTIMENT_QUESTIONS,
                            "goemotions-sentiment", k, rng)
+    area_stems = BANK_NAMED_AREA_HINT_QUESTIONS if options.subject_facet else AREA_HINT_QUESTIONS
     rows += _hinted_rows([r["text"] for r in banking], [banking_area(r["category"]) for r in banking],
-                         AREA_HINT_QUESTIONS, "banking77-area-hinted", k, rng)
+                         area_stems, "banking77-area-hinted", k, rng)
     squad = pq.read_table(data / QA_FILES["squad"], columns=["context", "title"]).to_pylist()
     unique = list({r["context"]: r for r in squad}.values())
     topics = [r["title"].replace("_", " ") for r in unique]
@@ -154,6 +195,25 @@ def _coarse_rows(data: Path, options: DataOptions, banking: list[dict], emotions
     rows += _hinted_rows([unique[i]["context"][: options.max_context_chars] for i in keep], [topics[i] for i in keep],
                          TOPIC_QUESTIONS, "squad-topic", k, rng)
     return rows
+
+
+def article_subjects(titles: Sequence[str], intros: Sequence[str], embed: Embed) -> dict[str, str]:
+    """Each article's broad subject: the `SUBJECTS` description nearest to its title and opening."""
+    docs = embed([f"{t.replace('_', ' ')}. {intro[:400]}" for t, intro in zip(titles, intros, strict=True)])
+    anchors = embed([f"An article about {description}." for description in SUBJECTS.values()])
+    names = list(SUBJECTS)
+    return {t: names[int(i)] for t, i in zip(titles, (docs @ anchors.T).argmax(axis=1), strict=True)}
+
+
+def _subject_rows(data: Path, options: DataOptions, embed: Embed, rng: np.random.Generator) -> list[dict]:
+    squad = pq.read_table(data / QA_FILES["squad"], columns=["title", "context", "question"]).to_pylist()
+    intros: dict[str, str] = {}
+    for r in squad:
+        intros.setdefault(r["title"], r["context"])
+    subjects = article_subjects(list(intros), list(intros.values()), embed)
+    questions = [r for r in squad if r["question"] and r["question"].strip()]
+    return _hinted_rows([r["question"].strip() for r in questions], [subjects[r["title"]] for r in questions],
+                        SUBJECT_QUESTIONS, "squad-question-subject", options.subject_rows, rng)
 
 
 def banking_area(intent: str) -> str:
@@ -199,8 +259,11 @@ def _labelled_rows(texts: list[str], answers: list[str], questions: Iterable[str
              "answer": answers[int(i)], "source": name} for i in _sample(len(texts), k, rng)]
 
 
-def build_training_rows(data_dir: str | Path, options: DataOptions | None = None) -> tuple[pa.Table, pa.Table]:
-    """(train, validation) tables with input, instruction, answer, source; seeded, shuffled."""
+def build_training_rows(data_dir: str | Path, options: DataOptions | None = None,
+                        embed: Embed | None = None) -> tuple[pa.Table, pa.Table]:
+    """(train, validation) tables with input, instruction, answer, source; seeded, shuffled.
+
+    `embed` labels SQuAD articles' subjects (`subject_facet`); all-MiniLM-L6-v2 when not given."""
     options = options or DataOptions()
     data = Path(data_dir)
     rng = np.random.default_rng(options.seed)
@@ -211,13 +274,20 @@ def build_training_rows(data_dir: str | Path, options: DataOptions | None = None
     texts = [r["text"] for r in banking]
     rows += _labelled_rows(texts, [label_words(r["category"]) for r in banking], BANKING_INTENT_QUESTIONS,
                            "banking77-intent", options.per_label_question, rng)
-    rows += _labelled_rows(texts, [banking_area(r["category"]) for r in banking], BANKING_AREA_QUESTIONS,
+    rows += _labelled_rows(texts, [banking_area(r["category"]) for r in banking],
+                           BANK_NAMED_AREA_QUESTIONS if options.subject_facet else BANKING_AREA_QUESTIONS,
                            "banking77-area", options.per_label_question, rng)
     emotions = pq.read_table(data / "clustering/go_emotion.large.parquet").to_pylist()
     rows += _labelled_rows([r["text"] for r in emotions], [label_words(r["label"]) for r in emotions],
                            EMOTION_QUESTIONS, "goemotions", options.per_label_question, rng)
     if options.coarse_facets:
         rows += _coarse_rows(data, options, banking, emotions, rng)
+    if options.subject_facet:
+        if embed is None:
+            from inbedder.baselines import MiniLM
+
+            embed = MiniLM().encode
+        rows += _subject_rows(data, options, embed, rng)
     order = rng.permutation(len(rows))
     train = pa.Table.from_pylist([rows[int(i)] for i in order])
     validation = pa.Table.from_pylist(_qa_rows(data / VALIDATION_FILE, "squad-dev",

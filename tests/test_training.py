@@ -233,6 +233,47 @@ def test_coarse_facet_rows_are_added_without_changing_the_others():
     assert all(len(r["answer"].split()) <= 8 for r in added.to_pylist())
 
 
+def _keyword_embed(texts: list[str]) -> np.ndarray:
+    """A stand-in for MiniLM: one axis per subject, set when the text names that subject's first keyword."""
+    from inbedder.training_data import SUBJECTS
+
+    keys = [description.split(",")[0].split()[-1] for description in SUBJECTS.values()]
+    vectors = np.array([[float(k in t.lower()) for k in keys] + [0.1] for t in texts])
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_article_subjects_picks_the_nearest_description():
+    from inbedder.training_data import article_subjects
+
+    got = article_subjects(["Beyonce", "Super_Bowl_50", "Nothing"],
+                           ["She sold songs and music worldwide.", "The sports final of the league.", "xyz"],
+                           _keyword_embed)
+    assert got["Beyonce"] == "music" and got["Super_Bowl_50"] == "sports"
+    assert set(got) == {"Beyonce", "Super_Bowl_50", "Nothing"}
+
+
+def test_subject_facet_asks_broad_subjects_of_squad_questions_and_names_the_bank_in_area_questions():
+    from inbedder.training_data import (BANK_NAMED_AREA_HINT_QUESTIONS, BANK_NAMED_AREA_QUESTIONS, SUBJECT_QUESTIONS,
+                                        SUBJECTS, DataOptions, build_training_rows)
+
+    if not (DATA / "qa").exists():
+        pytest.skip("../shared/data not present")
+    options = DataOptions(per_qa_source=50, per_label_question=100, coarse_facets=True, subject_facet=True,
+                          subject_rows=200)
+    rows, _ = build_training_rows(DATA, options, embed=_keyword_embed)
+    by_source: dict[str, list[dict]] = {}
+    for r in rows.to_pylist():
+        by_source.setdefault(r["source"], []).append(r)
+    subject = by_source["squad-question-subject"]
+    questions = set(pq.read_table(DATA / "qa/squad_v11_train.parquet", columns=["question"]).column(0).to_pylist())
+    assert len(subject) == 200 and {r["input"] for r in subject} <= {q.strip() for q in questions}
+    assert {r["answer"] for r in subject} <= set(SUBJECTS) and len({r["answer"] for r in subject}) > 3
+    assert all(r["instruction"].split(",")[0].rstrip("?") in SUBJECT_QUESTIONS for r in subject)
+    assert {r["instruction"] for r in by_source["banking77-area"]} <= set(BANK_NAMED_AREA_QUESTIONS)
+    assert {r["instruction"].split(",")[0].rstrip("?") for r in by_source["banking77-area-hinted"]} \
+        <= set(BANK_NAMED_AREA_HINT_QUESTIONS)
+
+
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "jobs").glob("train_*.yaml")),
                          ids=lambda p: p.name)
 def test_the_shipped_training_configs_validate(path):
