@@ -36,6 +36,7 @@ $(AIRFLOW_READY):
 	touch $@
 
 test: $(READY) $(AIRFLOW_READY)
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
 bench: $(READY)

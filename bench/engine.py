@@ -77,7 +77,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     banking, xquad = load_texts(args.rows, args.contexts)
-    models = {"float32": InBedder.from_pretrained(dtype="float32"), "bfloat16": InBedder.from_pretrained(dtype="bfloat16")}
+    models = {dtype: InBedder.from_pretrained(dtype=dtype) for dtype in ("float32", "bfloat16")}
     ref_model = models["float32"].loaded
     results: dict[str, dict] = {}
     for corpus, texts, question in [("banking77", banking, BANKING_Q), ("xquad", xquad, XQUAD_QS[0])]:
@@ -127,7 +127,8 @@ def main() -> None:
                   f"{r['speedup_vs_reference']:8.2f} {r['speedup_vs_1_token_reference']:12.2f} "
                   f"{r['cos_min_vs_fp32_reference']:9.6f} {r['padding_share']:8.3f} "
                   f"{r['useful_flops_per_s'] / peaks[d]:9.2f}")
-    print(f"p4: 4 instructions / 1 instruction on {len(xquad)} XQuAD contexts = {report['p4_four_vs_one_instruction']:.2f}")
+    print(f"p4: 4 instructions / 1 instruction on {len(xquad)} XQuAD contexts = "
+          f"{report['p4_four_vs_one_instruction']:.2f}")
     print(f"wrote {args.out}")
 
 

@@ -124,7 +124,8 @@ class JobConfig(_Strict):
             if self.output.format != "delta":
                 raise ValueError("output.mode=merge writes into a Delta table: output.format must be delta")
             if not same:
-                raise ValueError("output.mode=merge adds columns to the source table: output.path must equal input.path")
+                raise ValueError("output.mode=merge adds columns to the source table: "
+                                 "output.path must equal input.path")
         elif same:
             raise ValueError("output.path equals input.path: a sidecar output must not overwrite its source "
                              "(use output.mode=merge to add columns to a Delta source)")
@@ -155,7 +156,8 @@ def parse_override(item: str) -> tuple[str, object]:
     return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None, base: dict | None = None) -> JobConfig:
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                base: dict | None = None) -> JobConfig:
     tree: dict = {}
     if path is not None:
         try:

@@ -385,6 +385,11 @@ def load_index(folder: str | Path) -> tuple[object, pa.Table, Manifest]:
     return index, id_map, manifest
 
 
+def _key_and_hash(table: pa.Table) -> pa.Array:
+    """One "key|text hash" string per row: a row is unchanged only if both match."""
+    return pc.binary_join_element_wise(table.column("key").cast(pa.string()), table.column("text_sha256"), "|")
+
+
 def update_index(table: str, out_dir: str | Path, options: BuildOptions | None = None) -> tuple[Manifest, dict]:
     """Bring an index to the table's current version: add new rows, drop removed or changed ones.
 
@@ -402,10 +407,10 @@ def update_index(table: str, out_dir: str | Path, options: BuildOptions | None =
     if "HNSW" in manifest.factory or source.meta.instructions[manifest.instruction] != manifest.instruction_text:
         options.metric = manifest.metric
         return build_index(table, manifest.instruction, out_dir, options), {"rebuilt": True}
-    current = pa.concat_tables([keys for keys, _ in source.batches()] or
-                               [pa.table({"key": pa.array([], id_map.column("key").type), "text_sha256": pa.array([], pa.string())})])
-    joined_old = pc.binary_join_element_wise(id_map.column("key").cast(pa.string()), id_map.column("text_sha256"), "|")
-    joined_new = pc.binary_join_element_wise(current.column("key").cast(pa.string()), current.column("text_sha256"), "|")
+    empty = pa.table({"key": pa.array([], id_map.column("key").type), "text_sha256": pa.array([], pa.string())})
+    current = pa.concat_tables([keys for keys, _ in source.batches()] or [empty])
+    joined_old = _key_and_hash(id_map)
+    joined_new = _key_and_hash(current)
     removed = id_map.filter(pc.invert(pc.is_in(joined_old, value_set=joined_new)))
     if removed.num_rows:
         index.remove_ids(np.ascontiguousarray(removed.column("id").to_numpy(), dtype=np.int64))
@@ -419,7 +424,8 @@ def update_index(table: str, out_dir: str | Path, options: BuildOptions | None =
         if mask.any():
             ids = np.arange(next_id, next_id + int(mask.sum()), dtype=np.int64)
             index.add_with_ids(prepare(vectors[mask], manifest.metric), ids)
-            parts.append(keys.filter(pa.array(mask)).append_column("id", pa.array(ids)).select(["id", "key", "text_sha256"]))
+            added = keys.filter(pa.array(mask)).append_column("id", pa.array(ids))
+            parts.append(added.select(["id", "key", "text_sha256"]))
             next_id += len(ids)
     new_map = pa.concat_tables([p.select(["id", "key", "text_sha256"]) for p in parts])
     added = new_map.num_rows - keep.num_rows

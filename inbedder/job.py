@@ -205,7 +205,8 @@ def check_source(snapshot: tables.Snapshot, config: JobConfig) -> None:
     key_type = snapshot.schema.field(config.input.key).type
     if not (pa.types.is_integer(key_type) or pa.types.is_string(key_type) or pa.types.is_large_string(key_type)):
         raise TableError(f"input.key column {config.input.key!r} is {key_type}: use an integer or string key")
-    reserved = [c for c in config.input.passthrough if c.startswith("_inbedder") or c.endswith(("_embedding", "_answer"))]
+    reserved = [c for c in config.input.passthrough
+                if c.startswith("_inbedder") or c.endswith(("_embedding", "_answer"))]
     if reserved:
         raise TableError(f"passthrough column(s) {reserved} collide with the output's own column names")
 

@@ -116,7 +116,8 @@ class PoolClient:
         self._next += 1
         return actor.embed.remote(texts, instructions)
 
-    def map(self, batches: Iterator[tuple[object, list[str]]], instructions: dict[str, str]) -> Iterator[tuple[object, dict]]:
+    def map(self, batches: Iterator[tuple[object, list[str]]],
+            instructions: dict[str, str]) -> Iterator[tuple[object, dict]]:
         """(tag, texts) in -> (tag, result) out, same order, at most max_in_flight pending."""
         pending: deque = deque()
         for tag, texts in batches:

@@ -105,7 +105,8 @@ SUBJECTS = {
 }
 SUBJECT_QUESTIONS = ("Which domain is this question about", "What general subject is this request about",
                      "Which area of knowledge does this belong to", "What field is this about")
-BANK_NAMED_AREA_QUESTIONS = ("Which area of banking is this about?", "What part of the bank's service does this concern?")
+BANK_NAMED_AREA_QUESTIONS = ("Which area of banking is this about?",
+                             "What part of the bank's service does this concern?")
 BANK_NAMED_AREA_HINT_QUESTIONS = ("Which area of banking is this about", "Which part of the bank is this about")
 # GoEmotions' own groupings (Demszky et al., 2020): Ekman's six emotions and three sentiments
 EMOTION_GROUPS = {

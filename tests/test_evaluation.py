@@ -42,7 +42,8 @@ def test_an_embedder_that_answers_the_question_wins_the_diagonal():
     topics, moods = rng.integers(0, 4, 200), rng.integers(0, 3, 200)
     oracle = FacetOracle({"topic": topics, "mood": moods})
     table = facet_table(oracle, [f"t{i}" for i in range(200)],
-                        {"topic": (topics.tolist(), "What is the topic?"), "mood": (moods.tolist(), "What is the mood?")})
+                        {"topic": (topics.tolist(), "What is the topic?"),
+                         "mood": (moods.tolist(), "What is the mood?")})
     assert table["topic"]["topic"] > 0.9 and table["mood"]["mood"] > 0.9
     assert table["topic"]["mood"] < 0.1 and table["mood"]["topic"] < 0.1
     assert all(m > 0.8 for m in diagonal_margins(table).values())
@@ -115,7 +116,8 @@ def test_cli_eval_runs_the_model_and_both_baselines(eval_data, tiny_dirs, tmp_pa
     data, _, _ = eval_data
     out = tmp_path / "r" / "eval.json"
     result = CliRunner().invoke(main, ["eval", "--model", str(tiny_dirs["llama"]), "--data-dir", str(data),
-                                       "--test", "robustness", "--test", "stsb", "--robustness-set", "fewrel", "--per-group", "2",
+                                       "--test", "robustness", "--test", "stsb", "--robustness-set", "fewrel",
+                                       "--per-group", "2",
                                        "--robustness-rows", "60", "--stsb-pairs", "40", "--out", str(out)])
     assert result.exit_code == 0, result.output
     saved = json.loads(out.read_text())
@@ -165,8 +167,10 @@ class QuestionBlind(FacetOracle):
 
 def _two_facet_results(embedder, topics, moods, robustness):
     table = facet_table(embedder, [f"t{i}" for i in range(len(topics))],
-                        {"topic": (topics.tolist(), "What is the topic?"), "mood": (moods.tolist(), "What is the mood?")})
-    return {"clustering": {"toy": {"rows": len(topics), "v_measure": table, "diagonal_margin": diagonal_margins(table)}},
+                        {"topic": (topics.tolist(), "What is the topic?"),
+                         "mood": (moods.tolist(), "What is the mood?")})
+    return {"clustering": {"toy": {"rows": len(topics), "v_measure": table,
+                                   "diagonal_margin": diagonal_margins(table)}},
             "robustness": robustness}
 
 

@@ -63,7 +63,8 @@ def test_parquet_input_to_delta_output_matches_the_engine(cluster, tmp_path, sam
     assert out.column("category").to_pylist() == sample_rows.sort_by("id").column("category").to_pylist()
     texts = sample_rows.sort_by("id").column("text").to_pylist()
     for name, question in QUESTIONS.items():
-        np.testing.assert_allclose(vectors(out, f"{name}_embedding"), expected_vectors(tiny_dirs["llama"], texts, question),
+        np.testing.assert_allclose(vectors(out, f"{name}_embedding"),
+                                   expected_vectors(tiny_dirs["llama"], texts, question),
                                    atol=1e-4)
     props = DeltaTable(str(tmp_path / "out")).metadata().configuration
     assert props["inbedder.instruction.intent"] == QUESTIONS["intent"] and props["inbedder.dim"] == "64"
@@ -93,11 +94,13 @@ def test_rerun_embeds_nothing_and_changed_rows_are_reembedded(cluster, tmp_path,
     np.testing.assert_allclose(vectors(changed, "intent_embedding"), expect, atol=1e-4)
     unchanged_before = first.filter(pc.invert(pc.is_in(first.column("id"), pa.array([*edited, gone]))))
     unchanged_after = out.filter(pc.is_in(out.column("id"), unchanged_before.column("id")))
-    assert unchanged_after.column("intent_embedding").to_pylist() == unchanged_before.column("intent_embedding").to_pylist()
+    assert (unchanged_after.column("intent_embedding").to_pylist()
+            == unchanged_before.column("intent_embedding").to_pylist())
 
 
 def test_new_instruction_adds_a_column_without_recomputing(cluster, tmp_path, delta_source, tiny_dirs):
-    run_job(config_for(delta_source, tmp_path / "out", tiny_dirs["llama"], instructions={"intent": QUESTIONS["intent"]}),
+    run_job(config_for(delta_source, tmp_path / "out", tiny_dirs["llama"],
+                       instructions={"intent": QUESTIONS["intent"]}),
             log=lambda m: None)
     before = read_output(tmp_path / "out")
     report = run_job(config_for(delta_source, tmp_path / "out", tiny_dirs["llama"]), log=lambda m: None)
@@ -122,7 +125,8 @@ def test_hive_partitioned_parquet_to_parquet_output(cluster, tmp_path, sample_ro
     config = config_for(src, tmp_path / "out_pq", tiny_dirs["llama"], **{"output.format": "parquet"})
     run_job(config, log=lambda m: None)
     out = pq.read_table(tmp_path / "out_pq").sort_by("id")
-    assert out.num_rows == 60 and out.column("category").to_pylist() == sample_rows.slice(0, 60).sort_by("id").column("category").to_pylist()
+    assert out.num_rows == 60
+    assert out.column("category").to_pylist() == sample_rows.slice(0, 60).sort_by("id").column("category").to_pylist()
     assert b"inbedder" in pq.read_schema(next((tmp_path / "out_pq").glob("*.parquet"))).metadata
     assert run_job(config, log=lambda m: None).rows_embedded == 0
 
@@ -324,4 +328,5 @@ def test_end_to_end_on_the_default_model(cluster, tmp_path, sample_rows):
     want = model.encode(texts, QUESTIONS["feeling"])
     cos = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
     assert cos.min() >= 0.9999
-    assert out.column("intent_answer").null_count == 0 and all(a.strip() for a in out.column("intent_answer").to_pylist())
+    assert out.column("intent_answer").null_count == 0
+    assert all(a.strip() for a in out.column("intent_answer").to_pylist())

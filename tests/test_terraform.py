@@ -51,6 +51,7 @@ def test_validates(workdir):
 def test_security_properties_hold_under_a_mock_provider(workdir):
     out = _tf(workdir, "test")
     assert "6 passed, 0 failed" in out
-    for run in ("ray_and_spark_ports_are_reachable_only_inside_the_vpc", "the_lake_is_encrypted_versioned_and_never_public",
+    for run in ("ray_and_spark_ports_are_reachable_only_inside_the_vpc",
+                "the_lake_is_encrypted_versioned_and_never_public",
                 "managed_airflow_is_private", "an_open_vpc_range_is_refused"):
         assert f'run "{run}"... pass' in out

@@ -42,7 +42,8 @@ class InBedder:
             raise ValueError(f"max_length must be >= 8 tokens, got {max_length}")
         self.loaded = loaded
         self.max_length = max_length
-        self.token_budget = token_budget or (16384 if loaded.device.type == "cuda" else 1024)  # CPU: activations stay in cache
+        # CPU: a small budget keeps activations in cache
+        self.token_budget = token_budget or (16384 if loaded.device.type == "cuda" else 1024)
         self.prompts = PromptTokenizer(loaded.tokenizer, max_length, loaded.masked)
         self._base = loaded.model.base_model
 

@@ -181,7 +181,8 @@ def load_model(
     return LoadedModel(model, tokenizer, masked, name, digest, dev, torch_dtype)
 
 
-def apply_adapter(model: torch.nn.Module, folder: Path, base_digest: str, name: str) -> tuple[torch.nn.Module, str, str]:
+def apply_adapter(model: torch.nn.Module, folder: Path, base_digest: str,
+                  name: str) -> tuple[torch.nn.Module, str, str]:
     """Merge a trained adapter (`inbedder train` output) into the weights; the digest covers both."""
     record_path = folder / ADAPTER_RECORD
     if not record_path.is_file():

@@ -44,7 +44,8 @@ def reference_encode(
             vecs = (hidden * slots).sum(1) / slots.sum(1)
         else:
             gen = loaded.model.generate(
-                **feats, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, temperature=None, top_p=None, top_k=None,
+                **feats, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                temperature=None, top_p=None, top_k=None,
                 pad_token_id=tok.pad_token_id,  # type: ignore[attr-defined]
                 output_hidden_states=True, return_dict_in_generate=True,
             )
