@@ -105,9 +105,8 @@ SUBJECTS = {
 }
 SUBJECT_QUESTIONS = ("Which domain is this question about", "What general subject is this request about",
                      "Which area of knowledge does this belong to", "What field is this about")
-BANK_NAMED_AREA_QUESTIONS = ("Which area of banking is this about?",
-                             "What part of the bank's service does this concern?")
-BANK_NAMED_AREA_HINT_QUESTIONS = ("Which area of banking is this about", "Which part of the bank is this about")
+BANK_NAMED_AREA_QUESTIONS = tuple(q for q in BANKING_AREA_QUESTIONS if "bank" in q)
+BANK_NAMED_AREA_HINT_QUESTIONS = tuple(q for q in AREA_HINT_QUESTIONS if "bank" in q)
 # GoEmotions' own groupings (Demszky et al., 2020): Ekman's six emotions and three sentiments
 EMOTION_GROUPS = {
     "anger": ("anger", "annoyance", "disapproval"), "disgust": ("disgust",), "fear": ("fear", "nervousness"),
