@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import os
 import sys
+import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import click
 
@@ -97,21 +101,47 @@ def _instruction_pairs(items: tuple[str, ...]) -> dict[str, str]:
     return pairs
 
 
+def _one_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return " ".join(lines[:1])[:500] or type(exc).__name__
+
+
+def _log_to_file(command: str) -> Path:
+    """Each run's full log (tracebacks included) in a file of its own; the console gets one line per problem."""
+    from inbedder.engine.cache import cache_root
+
+    folder = cache_root() / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{command}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("inbedder")
+    root.setLevel(logging.DEBUG)
+    root.addHandler(handler)
+    return path
+
+
 def run_embed(config_file: str | None, overrides: list[str], base: dict) -> int:
     """Shared by `inbedder embed` and jobs/embed_table.py: one code path, one exit-code contract."""
-    from pathlib import Path
 
     from inbedder.config import ConfigError, load_config
     from inbedder.engine import InBedderError
     from inbedder.job import JobError, run_job
     from inbedder.tables import TableError
 
+    log_file = _log_to_file("embed")
     try:
         config = load_config(config_file, overrides, base)
         report = run_job(config, log=lambda m: click.echo(m, err=True))
     except (ConfigError, TableError, JobError, InBedderError) as exc:
-        click.echo(f"inbedder embed failed: {exc}", err=True)
+        logging.getLogger("inbedder").debug("run failed", exc_info=exc)
+        click.echo(f"inbedder embed failed: {_one_line(exc)} (details: {log_file})", err=True)
         return 2 if isinstance(exc, ConfigError) else 1
+    except Exception as exc:  # a defect or an environment problem: one line here, the traceback in the log
+        logging.getLogger("inbedder").error("run failed unexpectedly", exc_info=exc)
+        click.echo(f"inbedder embed failed unexpectedly: {type(exc).__name__}: {_one_line(exc)} "
+                   f"(traceback: {log_file})", err=True)
+        return 1
     click.echo(report.summary())
     if config.report_path:
         Path(config.report_path).parent.mkdir(parents=True, exist_ok=True)
@@ -237,7 +267,6 @@ def query(index_dir, texts, k, table, queries_file, model_name, as_json) -> None
 def evaluate(model, data_dir, tests, datasets, robustness_sets, rows, robustness_rows, stsb_pairs, per_group,
              kmeans_seeds, baselines, also_models, before_path, progress, out_path) -> None:
     """Instruction-awareness: two-facet clustering, robustness to paraphrase, STS-B; baselines in the same run."""
-    from pathlib import Path
 
     from inbedder.evaluation import (EvalOptions, InBedderUnderTest, acceptance, acceptance_markdown, check_data,
                                      evaluate, planned_sizes, same_samples, to_markdown, write_results)
@@ -333,7 +362,6 @@ def cluster(model, table, instruction, k, texts, text_column, sample_per_cluster
 @click.option("--seed", type=int, default=0, show_default=True)
 def train_data(data_dir, out_dir, per_source, per_label_question, coarse_facets, subject_facet, seed) -> None:
     """Build (input, instruction, answer) training rows from ../shared/data; evaluation sets stay out."""
-    from pathlib import Path
 
     import pyarrow.parquet as pq
 
@@ -361,7 +389,6 @@ def train_data(data_dir, out_dir, per_source, per_label_question, coarse_facets,
 @click.option("--resume", is_flag=True, help="Continue the run whose checkpoint is in OUT/checkpoint.")
 def train(config_file, overrides, resume) -> None:
     """The paper's recipe: learn short answers (LoRA / top layers / full), resumable; exports OUT/adapter."""
-    from pathlib import Path
 
     import yaml
     from pydantic import ValidationError

@@ -27,7 +27,7 @@ import pyarrow.dataset as ds
 
 from inbedder import tables
 from inbedder.index import VectorSource
-from inbedder.tables import KEY_HASH, TableError, cluster_column
+from inbedder.tables import KEY_HASH, TableError, cluster_column, quote
 
 
 class ClusterError(TableError):
@@ -199,12 +199,12 @@ def write_clusters(source: VectorSource, data: ClusterData, labels: np.ndarray, 
         update = pa.table({key: data.keys.cast(key_type), KEY_HASH: data.hashes, column: pa.array(labels, pa.int32())})
         table = tables.add_missing_columns(source.path, update.schema)
         props = CommitProperties(custom_metadata={"inbedder.operation": f"cluster {source.instruction} k={k}"})
-        (table.merge(source=update, predicate=f"t.`{key}` = s.`{key}`", source_alias="s", target_alias="t",
+        (table.merge(source=update, predicate=f"t.{quote(key)} = s.{quote(key)}", source_alias="s", target_alias="t",
                      commit_properties=props)
-         .when_matched_update(updates={f"`{column}`": f"s.`{column}`"},
-                              predicate=f"t.`{KEY_HASH}` = s.`{KEY_HASH}`")
-         .when_matched_update(updates={f"`{column}`": "NULL"})
-         .when_not_matched_by_source_update(updates={f"`{column}`": "NULL"})
+         .when_matched_update(updates={quote(column): f"s.{quote(column)}"},
+                              predicate=f"t.{quote(KEY_HASH)} = s.{quote(KEY_HASH)}")
+         .when_matched_update(updates={quote(column): "NULL"})
+         .when_not_matched_by_source_update(updates={quote(column): "NULL"})
          .execute())
         return column
     current = source.dataset().to_table()

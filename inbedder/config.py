@@ -20,6 +20,15 @@ class ConfigError(ValueError):
     """The configuration is invalid; the message names every wrong field."""
 
 
+def _column_name(value: str) -> str:
+    if not value.strip():
+        raise ValueError("a column name can't be empty")
+    if "`" in value:
+        raise ValueError(f"column {value!r} contains a backtick, which Delta MERGE predicates can't quote: "
+                         "rename the column (or copy it to one without) before embedding")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -32,6 +41,16 @@ class InputConfig(_Strict):
     text: str = Field(description="string column to embed")
     passthrough: list[str] = Field(default_factory=list, description="columns copied to the output unchanged")
     filter: str | None = Field(default=None, description="Spark SQL predicate selecting the rows to embed")
+
+    @field_validator("key", "text")
+    @classmethod
+    def _column(cls, value: str) -> str:
+        return _column_name(value)
+
+    @field_validator("passthrough")
+    @classmethod
+    def _columns(cls, value: list[str]) -> list[str]:
+        return [_column_name(v) for v in value]
 
     @model_validator(mode="after")
     def _version_needs_delta(self) -> InputConfig:

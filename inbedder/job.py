@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
+import re
 import sys
 import threading
 import time
@@ -18,16 +20,18 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from inbedder import tables
+from inbedder import local_cluster, tables
 from inbedder.config import JobConfig
 from inbedder.replicas import NAMESPACE, PoolClient, PoolHandle, start_pool
-from inbedder.tables import ERROR, KEY_HASH, OutputMeta, TableError, answer_column, embedding_column
+from inbedder.tables import ERROR, KEY_HASH, OutputMeta, TableError, answer_column, embedding_column, quote
 
 TEXT_TYPES = (pa.string(), pa.large_string())
+log_ = logging.getLogger(__name__)  # `log` is the run's progress callback
 
 
 class JobError(RuntimeError):
@@ -135,7 +139,8 @@ def _result_batch(chunk: pa.RecordBatch, result: dict, questions: dict[str, str]
 
 def start_spark(config: JobConfig):
     """(session, whether this call created it): a session the caller made is reused and left running."""
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    if config.spark.master.startswith("local"):
+        local_cluster.pin_to_loopback()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
@@ -147,13 +152,19 @@ def start_spark(config: JobConfig):
                .config("spark.ui.enabled", "false")
                .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.ray.batch_rows * 4))
                .config("spark.sql.session.timeZone", "UTC")
-               .config("spark.task.maxFailures", "4"))
+               .config("spark.task.maxFailures", "4")
+               .config("spark.ui.showConsoleProgress", "false"))  # the job prints its own progress line
     if config.spark.master.startswith("local"):
         # loopback only; and a handful of shuffle partitions instead of 200 tiny tasks on one machine
+        quiet = Path(__file__).parent / "data" / "log4j2.properties"  # no JVM log lines between the job's own
+        if not any(k.startswith("spark.driver.extraJavaOptions") for k in config.spark.conf):
+            builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{quiet}")
         builder = (builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
                    .config("spark.sql.shuffle.partitions", str(2 * (os.cpu_count() or 2))))
     for k, v in config.spark.conf.items():
         builder = builder.config(k, v)
+    if config.spark.master.startswith("local"):
+        local_cluster.watch_driver([local_cluster.SPARK_MARKER])  # a killed driver must not leave its JVM behind
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark, True
@@ -162,6 +173,8 @@ def start_spark(config: JobConfig):
 @contextmanager
 def ray_cluster(config: JobConfig) -> Iterator[str]:
     """Connect to the configured Ray cluster, or start a loopback-only one and stop it after."""
+    if config.ray.address == "local":
+        local_cluster.pin_to_loopback()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
@@ -169,10 +182,13 @@ def ray_cluster(config: JobConfig) -> Iterator[str]:
         yield ray.get_runtime_context().gcs_address
         return
     if config.ray.address == "local":
-        context = ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
-                           object_store_memory=config.ray.object_store_mb * 2**20, namespace=NAMESPACE,
-                           log_to_driver=False, logging_level="ERROR", num_cpus=max(2, os.cpu_count() or 2))
-        address = context.address_info["gcs_address"]
+        try:
+            info = local_cluster.start_local_ray(object_store_mb=config.ray.object_store_mb, namespace=NAMESPACE,
+                                                 num_cpus=max(2, os.cpu_count() or 2))
+        except local_cluster.LocalClusterError as exc:
+            raise JobError(str(exc)) from exc
+        local_cluster.watch_driver([info["session_dir"]])
+        address = info["gcs_address"]
     else:
         ray.init(address=config.ray.address, namespace=NAMESPACE, log_to_driver=False, logging_level="ERROR")
         address = config.ray.address if config.ray.address.startswith("ray://") else \
@@ -218,6 +234,7 @@ def run_job(config: JobConfig, log: Callable[[str], None] = print) -> RunReport:
     run_id = config.run_id or default_run_id(config, snapshot.version)
     report = RunReport(run_id, config.input.path, snapshot.version, config.output.path, config.output.format)
     existing = tables.existing_output(config.output.path, config.output.format)
+    check_key_unchanged(existing, snapshot, config)
     # the JVM starts while Ray starts and the replicas load their model: the two waits overlap
     with ThreadPoolExecutor(1, thread_name_prefix="spark-start") as pool:
         spark_future = pool.submit(start_spark, config)
@@ -268,10 +285,58 @@ def _run_with_replicas(config: JobConfig, snapshot: tables.Snapshot, existing: t
                           config.input.key, dict(config.instructions))
         _check_existing(existing, meta, config)
         report.seconds["start_up"] = time.perf_counter() - started
-        execute(spark, config, snapshot, existing, meta, handle, report, attempt, log)
+        with tables.StagingLease(config.output.path, f"{report.run_id}/{attempt}"):
+            try:
+                execute(spark, config, snapshot, existing, meta, handle, report, attempt, log)
+            except Exception as exc:
+                if _is_spark_failure(exc):
+                    raise JobError(explain_spark_failure(exc)) from exc
+                raise
     finally:
         for actor in actors:
             ray.kill(actor)
+
+
+def _is_spark_failure(exc: BaseException) -> bool:
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors import PySparkException
+
+    return isinstance(exc, (Py4JJavaError, PySparkException))
+
+
+_FAILED_FILE = re.compile(r"error while reading file (\S+?)\.?(?:\s|$)")
+_CAUSE = re.compile(r"^Caused by: [\w.$]+: (.+)$", re.MULTILINE)
+
+
+def explain_spark_failure(exc: BaseException) -> str:
+    """One line for a Spark failure: which input file, and what to do; the Java trace goes to the log."""
+    log_.debug("Spark failed", exc_info=exc)
+    text = str(exc)
+    failed = _FAILED_FILE.search(text)
+    if failed:
+        path = failed.group(1)
+        return f"Spark could not read input file {path}: it {tables.unreadable_file_reason(path)}"
+    causes = _CAUSE.findall(text)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    detail = causes[-1] if causes else (lines[1] if len(lines) > 1 else lines[0] if lines else type(exc).__name__)
+    return f"Spark failed: {detail[:300]}"
+
+
+def check_key_unchanged(existing: tables.ExistingOutput | None, snapshot: tables.Snapshot,
+                        config: JobConfig) -> None:
+    """An output keyed by integers can't take string keys (or the reverse): rows would never match again."""
+    key = config.input.key
+    if existing is None or key not in existing.schema.names:
+        return
+    before, now = existing.schema.field(key).type, snapshot.schema.field(key).type
+
+    def kind(t: pa.DataType) -> str:
+        return "integer" if pa.types.is_integer(t) else "string" if t in TEXT_TYPES else str(t)
+
+    if kind(before) != kind(now):
+        raise TableError(f"output {config.output.path} is keyed by {key!r} of type {before}, but the source's "
+                         f"{key!r} is now {now}: no row would match its earlier output. Write to a new output "
+                         f"path, or give the source key its earlier type")
 
 
 def _check_existing(existing: tables.ExistingOutput | None, meta: OutputMeta, config: JobConfig) -> None:
@@ -316,7 +381,7 @@ def existing_state(spark, config: JobConfig, existing: tables.ExistingOutput, us
         return None
     out = spark.read.parquet(*[spark_uri(f) for f in files])
     has_error = F.col(ERROR).isNotNull() if ERROR in out.columns else F.lit(False)
-    cols = [F.col(config.input.key).alias("_k"),
+    cols = [F.col(quote(config.input.key)).alias("_k"),
             (F.col(KEY_HASH) if KEY_HASH in out.columns else F.lit(None).cast("string")).alias("_h")]
     for name in usable:
         cols.append((F.col(embedding_column(name)).isNotNull() | has_error).alias(f"_has_{name}"))
@@ -331,13 +396,13 @@ def execute(spark, config: JobConfig, snapshot: tables.Snapshot, existing: table
     t_read = time.perf_counter()
     key, text, passthrough = config.input.key, config.input.text, config.input.passthrough
     names = list(config.instructions)
-    df = read_source(spark, snapshot).select(key, text, *passthrough)
+    df = read_source(spark, snapshot).select(*[F.col(quote(c)) for c in (key, text, *passthrough)])
     if config.input.filter:
         df = df.where(config.input.filter)
-    df = df.withColumn(KEY_HASH, F.sha2(F.col(text), 256)).cache()
+    df = df.withColumn(KEY_HASH, F.sha2(F.col(quote(text)), 256)).cache()
     # one pass over the source for the row count and both key checks
-    stats = df.agg(F.count(F.lit(1)).alias("rows"), F.sum(F.col(key).isNull().cast("long")).alias("nulls"),
-                   F.countDistinct(key).alias("distinct")).first()
+    stats = df.agg(F.count(F.lit(1)).alias("rows"), F.sum(F.col(quote(key)).isNull().cast("long")).alias("nulls"),
+                   F.countDistinct(F.col(quote(key))).alias("distinct")).first()
     report.rows_read = int(stats["rows"])
     if report.rows_read == 0:
         raise TableError(f"input {config.input.path} has no rows to embed" +
@@ -345,7 +410,7 @@ def execute(spark, config: JobConfig, snapshot: tables.Snapshot, existing: table
     if stats["nulls"]:
         raise TableError(f"input.key column {key!r} has {stats['nulls']} null value(s): every row needs a key")
     if stats["distinct"] < report.rows_read:
-        repeated = df.groupBy(key).count().where("count > 1")
+        repeated = df.groupBy(F.col(quote(key))).count().where("count > 1")
         examples = [str(r[key]) for r in repeated.limit(3).collect()]
         raise TableError(f"input.key column {key!r} is not unique: {repeated.count()} key(s) repeat, e.g. "
                          f"{', '.join(examples)}")
@@ -361,11 +426,11 @@ def execute(spark, config: JobConfig, snapshot: tables.Snapshot, existing: table
     if state is None:
         todo = df.select("*", *[F.lit(True).alias(f"_miss_{n}") for n in names])
     else:
-        joined = df.join(state, df[key] == state["_k"], "left")
+        joined = df.join(state, df[quote(key)] == state["_k"], "left")
         same = joined["_h"].eqNullSafe(joined[KEY_HASH]) & joined["_k"].isNotNull()
         miss = [(~same | ~F.coalesce(F.col(f"_has_{n}"), F.lit(False))) if n in usable else F.lit(True)
                 for n in names]
-        todo = joined.select(*[df[c] for c in df.columns], *[m.alias(f"_miss_{n}") for n, m in zip(names, miss)])
+        todo = joined.select(*[df[quote(c)] for c in df.columns], *[m.alias(f"_miss_{n}") for n, m in zip(names, miss)])
     todo = todo.where(" OR ".join(f"_miss_{n}" for n in names)).cache()
     combos = {tuple(bool(r[f"_miss_{n}"]) for n in names): int(r["count"])
               for r in todo.groupBy(*[f"_miss_{n}" for n in names]).count().collect()}
@@ -384,7 +449,7 @@ def execute(spark, config: JobConfig, snapshot: tables.Snapshot, existing: table
         chosen = [n for n, m in zip(names, combo) if m]
         subset = todo.where(" AND ".join([f"_miss_{n}" if m else f"NOT _miss_{n}" for n, m in zip(names, combo)]))
         waves = max(1, math.ceil(rows / config.output.wave_rows))
-        subset = subset.withColumn("_wave", F.pmod(F.xxhash64(F.col(key)), F.lit(waves)))
+        subset = subset.withColumn("_wave", F.pmod(F.xxhash64(F.col(quote(key))), F.lit(waves)))
         schema = output_schema(config, snapshot.schema, chosen)
         for w in range(waves):
             t0 = time.perf_counter()
@@ -423,7 +488,7 @@ def execute(spark, config: JobConfig, snapshot: tables.Snapshot, existing: table
     report.rows_per_second = embed_rows / t_embed_total if t_embed_total else 0.0
     report.padding_share = 1 - real / computed if computed else 0.0
     t_commit = time.perf_counter()
-    keys = df.select(key).toArrow().column(key)
+    keys = df.select(F.col(quote(key))).toArrow().column(key)
     if config.output.format == "delta":
         if config.output.mode == "sidecar" and existing is not None:
             report.rows_deleted = tables.delete_missing_keys(config.output.path, key, keys, report.run_id)
@@ -458,29 +523,36 @@ def _run_wave(spark, config: JobConfig, part, expected_rows: int, schema: pa.Sch
               handle: PoolHandle, run_id: str, wave_seq: int, progress: _Progress) -> pa.Table:
     """One wave through the replicas into staged Parquet files, read back as one Arrow table."""
     import pyarrow.dataset as ds
+    from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
 
     key, text_col = config.input.key, config.input.text
     questions = {n: config.instructions[n] for n in chosen}
-    spark_schema = from_arrow_schema(pa.schema(list(schema) + [pa.field("_real_tokens", pa.int64()),
-                                                               pa.field("_computed_tokens", pa.int64())]))
+    full = pa.schema(list(schema) + [pa.field("_real_tokens", pa.int64()), pa.field("_computed_tokens", pa.int64())])
+    # Spark's mapInArrow resolves output fields by parsed name (a dot would split one): the leg through
+    # Spark uses positional names, the Arrow side the real ones
+    keep = list(dict.fromkeys([key, KEY_HASH, text_col, *config.input.passthrough]))
+    inner_in = [f"_c{i}" for i in range(len(keep))]
+    inner_out = [f"_c{i}" for i in range(len(full))]
+    spark_schema = from_arrow_schema(pa.schema([f.with_name(n) for f, n in zip(full, inner_out)]))
     partitions = max(1, math.ceil(expected_rows / config.spark.rows_per_partition))
     accumulator = progress.accumulator(spark)
     batch_rows = config.ray.batch_rows
 
     def embed_fn(batches):
         client = PoolClient(handle)
-        for out in embed_partition(batches, client, questions, text_col, schema, batch_rows):
+        named = (b.rename_columns(keep) for b in batches)
+        for out in embed_partition(named, client, questions, text_col, schema, batch_rows):
             accumulator.add(out.num_rows)
-            yield out
+            yield out.rename_columns(inner_out)
 
     staged = tables.staging_dir(config.output.path, f"{run_id}/wave-{wave_seq}")
-    keep = [key, KEY_HASH, text_col, *config.input.passthrough]
-    out = part.select(*dict.fromkeys(keep)).repartition(partitions).mapInArrow(embed_fn, spark_schema)
+    out = (part.select(*[F.col(quote(c)).alias(n) for c, n in zip(keep, inner_in)]).repartition(partitions)
+           .mapInArrow(embed_fn, spark_schema))
     out.write.mode("overwrite").parquet(spark_uri(staged))
-    data = ds.dataset(staged, format="parquet").to_table()
+    data = ds.dataset(staged, format="parquet").to_table().select(inner_out).rename_columns(full.names)
     progress.wave_done(data.num_rows)
-    return data.select([f.name for f in schema] + ["_real_tokens", "_computed_tokens"])
+    return data
 
 
 class _Progress:

@@ -56,6 +56,19 @@ def answer_column(name: str) -> str:
     return f"{name}_answer"
 
 
+def quote(name: str) -> str:
+    """A column name as a SQL identifier in delta-rs predicates and Spark expressions.
+
+    Spaces, dots and other characters are safe inside backticks; a backtick itself
+    cannot be escaped in delta-rs's parser, so such names are refused (config
+    validation refuses them before any work starts).
+    """
+    if "`" in name:
+        raise TableError(f"column name {name!r} contains a backtick, which can't be quoted in a Delta MERGE: "
+                         "rename the column")
+    return f"`{name}`"
+
+
 def is_remote(path: str) -> bool:
     return "://" in path and not path.startswith("file://")
 
@@ -109,8 +122,73 @@ def open_snapshot(path: str, declared_format: str, version: int | None,
         raise TableError(f"input {path} is not a readable Parquet dataset: {exc}") from exc
     if not files:
         raise TableError(f"input {path} holds no Parquet files")
+    check_readable(files)
     partitions = [n for n in schema.names if n not in pq.read_schema(files[0]).names]
     return Snapshot(path, "parquet", None, files, schema, partitions)
+
+
+def _local_path(file: str) -> str | None:
+    """A local path for a plain path or a file: URI (Spark writes file:/x, delta-rs file:///x); else None."""
+    if file.startswith("file:"):
+        from urllib.parse import unquote, urlparse
+
+        return unquote(urlparse(file).path)
+    return None if is_remote(file) else file
+
+
+def check_readable(files: list[str]) -> None:
+    """Fail before Spark starts on a local file whose footer or Hadoop checksum file is broken.
+
+    Reads footers only (a few KB per file); remote files are left to Spark, whose
+    failure is then explained by `unreadable_file_reason`.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    local = [p for p in map(_local_path, files) if p is not None]
+    with ThreadPoolExecutor(8) as pool:
+        for path, reason in zip(local, pool.map(_footer_or_checksum_problem, local)):
+            if reason:
+                raise TableError(f"input file {path} {reason}")
+
+
+def _footer_or_checksum_problem(path: str) -> str | None:
+    try:
+        pq.read_metadata(path)
+    except (OSError, pa.ArrowException) as exc:
+        return (f"is not a readable Parquet file ({str(exc).splitlines()[0]}): restore it from a backup or "
+                "remove it from the table, then re-run")
+    crc = Path(path).with_name(f".{Path(path).name}.crc")
+    if crc.exists() and not _checksum_file_fits(crc, Path(path).stat().st_size):
+        return (f"has a damaged Hadoop checksum file {crc} (its size does not fit the data file), which Spark "
+                "would refuse: delete the .crc file (the Parquet file itself reads fine)")
+    return None
+
+
+def _checksum_file_fits(crc: Path, data_size: int) -> bool:
+    """Hadoop's .crc: b'crc\\0', bytes per checksum (int32), then one CRC32 per chunk."""
+    with open(crc, "rb") as f:
+        header = f.read(8)
+    if len(header) < 8 or header[:4] != b"crc\0":
+        return False
+    per_chunk = int.from_bytes(header[4:], "big")
+    return per_chunk > 0 and crc.stat().st_size == 8 + 4 * -(-data_size // per_chunk)
+
+
+def unreadable_file_reason(path: str) -> str:
+    """Why a file Spark could not read is unreadable: the data, or only its .crc (which pyarrow ignores)."""
+    local = _local_path(path)
+    if local is None or not Path(local).exists():
+        return "could not be read"
+    try:
+        pq.read_table(local)
+    except (OSError, pa.ArrowException) as exc:
+        return (f"is not a readable Parquet file ({str(exc).splitlines()[0]}): restore it from a backup or "
+                "remove it from the table, then re-run")
+    crc = Path(local).with_name(f".{Path(local).name}.crc")
+    if crc.exists():
+        return (f"reads fine, but its Hadoop checksum file {crc} does not match it (stale or damaged), so "
+                "Spark refuses it: delete the .crc file and re-run")
+    return "reads with pyarrow but not with Spark"
 
 
 def _delta_snapshot(path: str, version: int | None, storage_options: dict[str, str] | None) -> Snapshot:
@@ -127,8 +205,9 @@ def _delta_snapshot(path: str, version: int | None, storage_options: dict[str, s
             raise TableError(f"Delta table {path} uses reader feature {feature!r}, which this job can't honour "
                              f"({why}); rewrite the table without it (e.g. REORG/purge) or export it to Parquet")
     schema = pa.schema(table.schema().to_arrow())
-    return Snapshot(path, "delta", table.version(), list(table.file_uris()), schema,
-                    list(table.metadata().partition_columns))
+    files = list(table.file_uris())
+    check_readable(files)
+    return Snapshot(path, "delta", table.version(), files, schema, list(table.metadata().partition_columns))
 
 
 # --- output metadata -----------------------------------------------------------------
@@ -185,6 +264,14 @@ class ExistingOutput:
 
 def existing_output(path: str, fmt: str, storage_options: dict[str, str] | None = None) -> ExistingOutput | None:
     from deltalake import DeltaTable
+
+    if not is_remote(path):
+        here = Path(path)
+        if here.exists() and not here.is_dir():
+            raise TableError(f"output {path} is a file, not a folder: choose a folder path for the output table")
+        blocking = next((p for p in here.parents if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            raise TableError(f"output {path} can't be created: {blocking} is a file, not a folder")
 
     if fmt == "delta":
         if not is_delta_table(path, storage_options):
@@ -267,15 +354,15 @@ def _commit_delta_wave_once(path: str, data: pa.Table, key: str, meta: OutputMet
         return DeltaTable(path, storage_options=storage_options).version()
     set_output_meta(path, meta, storage_options)
     table = add_missing_columns(path, data.schema, storage_options)
-    merge = table.merge(source=data, predicate=f"t.`{key}` = s.`{key}`", source_alias="s", target_alias="t",
-                        commit_properties=props)
+    merge = table.merge(source=data, predicate=f"t.{quote(key)} = s.{quote(key)}", source_alias="s",
+                        target_alias="t", commit_properties=props)
     present = set(pa.schema(table.schema().to_arrow()).names)
-    updates = {f"`{c}`": f"s.`{c}`" for c in update_columns}
-    updates |= {f"`{c}`": "NULL" for c in clusters_made_stale_by(update_columns) if c in present}
+    updates = {quote(c): f"s.{quote(c)}" for c in update_columns}
+    updates |= {quote(c): "NULL" for c in clusters_made_stale_by(update_columns) if c in present}
     stale = [c for c in (null_when_changed or []) if c in present]
     if stale:
-        changed = f"t.`{KEY_HASH}` IS DISTINCT FROM s.`{KEY_HASH}`"
-        merge = merge.when_matched_update(updates=updates | {f"`{c}`": "NULL" for c in stale}, predicate=changed)
+        changed = f"t.{quote(KEY_HASH)} IS DISTINCT FROM s.{quote(KEY_HASH)}"
+        merge = merge.when_matched_update(updates=updates | {quote(c): "NULL" for c in stale}, predicate=changed)
     merge = merge.when_matched_update(updates=updates).when_not_matched_insert_all()
     merge.execute()
     return DeltaTable(path, storage_options=storage_options).version()
@@ -313,7 +400,7 @@ def clear_columns(path: str, columns: list[str], storage_options: dict[str, str]
 
     table = DeltaTable(path, storage_options=storage_options)
     present = set(pa.schema(table.schema().to_arrow()).names)
-    updates = {f"`{c}`": "NULL" for c in columns if c in present}
+    updates = {quote(c): "NULL" for c in columns if c in present}
     if updates:
         table.update(updates=updates)
 
@@ -380,7 +467,7 @@ def delete_missing_keys(path: str, key: str, keep: pa.Array, run_id: str,
     if len(gone) == 0:
         return 0
     source = pa.table({key: gone})
-    table.merge(source=source, predicate=f"t.`{key}` = s.`{key}`", source_alias="s", target_alias="t",
+    table.merge(source=source, predicate=f"t.{quote(key)} = s.{quote(key)}", source_alias="s", target_alias="t",
                 commit_properties=CommitProperties(custom_metadata={"inbedder.run_id": run_id})
                 ).when_matched_delete().execute()
     return len(gone)
@@ -407,6 +494,84 @@ def write_parquet_output(path: str, tables: Iterable[pa.Table], meta: OutputMeta
         os.rename(target, old)
     os.rename(fresh, target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+class StagingLease:
+    """An attempt's claim on its staging folder, held (flock) while it runs and released when its process dies.
+
+    Folders whose lease nobody holds belong to attempts that ended or were killed:
+    `sweep_staging` removes them, never a live attempt's files.
+    """
+
+    LOCK = ".attempt.lock"
+
+    def __init__(self, output_path: str, attempt_path: str):
+        self.output_path = output_path
+        self.folder = None if is_remote(output_path) else Path(staging_dir(output_path, attempt_path))
+        self._fd: int | None = None
+        self._made_output = False
+
+    def __enter__(self) -> StagingLease:
+        import fcntl
+
+        if self.folder is not None:
+            self._made_output = not Path(self.output_path).exists()
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.folder / self.LOCK, os.O_CREAT | os.O_RDWR, 0o644)
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        """Release the claim and remove every unclaimed staging folder (this attempt's included)."""
+        if self._fd is None:
+            return
+        os.close(self._fd)  # closing releases the lock
+        self._fd = None
+        sweep_staging(self.output_path)
+        if self._made_output:  # a run that failed before writing anything leaves no empty output behind
+            _remove_if_empty(Path(self.output_path))
+
+
+def _unclaimed(attempt: Path) -> bool:
+    import fcntl
+
+    lock = attempt / StagingLease.LOCK
+    if not lock.exists():
+        return not any(p.is_file() for p in attempt.rglob("*"))  # an attempt of an older version, or no files
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def sweep_staging(output_path: str) -> int:
+    """Remove the staging folders of attempts no process holds any more; returns how many."""
+    root = Path(output_path) / STAGING
+    if is_remote(output_path) or not root.is_dir():
+        return 0
+    removed = 0
+    for run in [p for p in root.iterdir() if p.is_dir()]:
+        for attempt in [p for p in run.iterdir() if p.is_dir()]:
+            if _unclaimed(attempt):
+                shutil.rmtree(attempt, ignore_errors=True)
+                removed += 1
+        _remove_if_empty(run)
+    _remove_if_empty(root)
+    return removed
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
 
 
 def staging_dir(output_path: str, run_id: str) -> str:

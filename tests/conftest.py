@@ -129,17 +129,16 @@ def xquad_contexts() -> list[str]:
 @pytest.fixture(scope="session")
 def cluster():
     """One local Spark session and one loopback Ray cluster for every job test."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
     from inbedder.config import load_config
     from inbedder.job import start_spark
+    from inbedder.local_cluster import start_local_ray
 
     config = load_config(base={"input.path": "x", "input.key": "k", "input.text": "t", "instructions": {"q": "?"},
                                "output.path": "y"})
     spark, _ = start_spark(config)
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-             object_store_memory=256 * 2**20, namespace="inbedder", log_to_driver=False, logging_level="ERROR")
+    start_local_ray(object_store_mb=256, namespace="inbedder", num_cpus=2)
     yield spark
     ray.shutdown()
     spark.stop()

@@ -34,3 +34,26 @@ def test_encode_bad_text_fails_with_reason(tiny_dirs):
 def test_missing_model_fails_with_reason(tmp_path):
     result = CliRunner().invoke(main, ["info", "--model", str(tmp_path / "missing" / "dir")])
     assert result.exit_code != 0 and "does not exist" in result.output
+
+
+def test_embed_failures_print_one_line_and_log_the_detail(tmp_path, monkeypatch, capsys):
+    import inbedder.job
+    from inbedder.cli import run_embed
+
+    monkeypatch.setenv("INBEDDER_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "out").write_text("a file")
+    base = {"input.path": str(tmp_path / "missing.parquet"), "input.key": "id", "input.text": "text",
+            "instructions": {"q": "What?"}, "output.path": str(tmp_path / "out")}
+    assert run_embed(None, [], base) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "does not exist" in err and "Traceback" not in err
+
+    def broken(config, log):
+        raise RuntimeError("something deep\nwith a second line")
+
+    monkeypatch.setattr(inbedder.job, "run_job", broken)
+    assert run_embed(None, [], base) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "RuntimeError: something deep" in err
+    log_file = err.rsplit("(traceback: ", 1)[1].rstrip(")")
+    assert "Traceback" in open(log_file).read() and "with a second line" in open(log_file).read()

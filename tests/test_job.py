@@ -188,6 +188,78 @@ def test_bad_inputs_fail_clearly_and_touch_nothing(cluster, tmp_path, sample_row
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("*.parquet"))
 
 
+def test_a_key_name_with_spaces_and_dots_is_quoted_everywhere(cluster, tmp_path, sample_rows, tiny_dirs):
+    src = tmp_path / "src.parquet"
+    rows = sample_rows.slice(0, 40).rename_columns(["row id.v1", "text", "category"])
+    pq.write_table(rows, src)
+    config = config_for(src, tmp_path / "out", tiny_dirs["llama"], **{"input.key": "row id.v1"})
+    assert run_job(config, log=lambda m: None).rows_embedded == 40
+    edited = rows.set_column(1, "text", pa.array(["I lost my card"] + rows.column("text").to_pylist()[1:]))
+    pq.write_table(edited.slice(0, 39), src)  # one text changed (MERGE update), one row gone (MERGE delete)
+    report = run_job(config, log=lambda m: None)
+    out = DeltaTable(str(tmp_path / "out")).to_pyarrow_table().sort_by("row id.v1")
+    assert report.rows_embedded == 1 and report.rows_deleted == 1 and out.num_rows == 39
+    assert out.column("row id.v1").to_pylist() == edited.slice(0, 39).sort_by("row id.v1").column(0).to_pylist()
+
+
+def test_a_key_name_with_a_backtick_is_refused_before_any_work(tmp_path):
+    with pytest.raises(ConfigError, match=r"input.key: .*backtick.*rename the column"):
+        load_config(base={"input.path": str(tmp_path / "in"), "input.key": "we`ird", "input.text": "text",
+                          "instructions": {"q": "What?"}, "output.path": str(tmp_path / "out")})
+
+
+def test_a_changed_key_type_is_refused_and_the_output_kept(cluster, tmp_path, sample_rows, tiny_dirs):
+    src = tmp_path / "src.parquet"
+    rows = sample_rows.slice(0, 20).set_column(0, "id", pa.array(range(20), type=pa.int64()))
+    pq.write_table(rows, src)
+    run_job(config_for(src, tmp_path / "out", tiny_dirs["llama"]), log=lambda m: None)
+    before = read_output(tmp_path / "out")
+    pq.write_table(rows.set_column(0, "id", pa.array([str(i) for i in range(20)])), src)
+    with pytest.raises(TableError, match=r"keyed by 'id' of type int64, but the source's 'id' is now string"):
+        run_job(config_for(src, tmp_path / "out", tiny_dirs["llama"]), log=lambda m: None)
+    assert read_output(tmp_path / "out").equals(before)
+
+
+def _good_and_bad_files(folder, rows):
+    folder.mkdir()
+    pq.write_table(rows.slice(0, 20), folder / "part-0.parquet")
+    pq.write_table(rows.slice(20, 20), folder / "part-1.parquet")
+    return folder / "part-0.parquet", folder / "part-1.parquet"
+
+
+def test_a_corrupt_file_among_good_ones_is_named_before_spark_starts(tmp_path, sample_rows, tiny_dirs):
+    _, bad = _good_and_bad_files(tmp_path / "src", sample_rows.slice(0, 40))
+    data = bad.read_bytes()
+    bad.write_bytes(data[: len(data) // 2] + b"\0" * 16 + data[-8:])  # the footer is gone, the magic kept
+    t0 = time.perf_counter()
+    with pytest.raises(TableError, match=r"input file .*part-1.parquet is not a readable Parquet file"):
+        run_job(config_for(tmp_path / "src", tmp_path / "out", tiny_dirs["llama"]), log=lambda m: None)
+    assert time.perf_counter() - t0 < 5 and not (tmp_path / "out").exists()
+
+
+def test_a_damaged_checksum_file_is_named_not_the_data_file(cluster, tmp_path, sample_rows, tiny_dirs):
+    good, _ = _good_and_bad_files(tmp_path / "src", sample_rows.slice(0, 40))
+    crc = tmp_path / "src" / ".part-0.parquet.crc"
+    crc.write_bytes(b"crc\0\0\0\2\0" + b"\1\2\3\4")  # the wrong size: caught before Spark starts
+    with pytest.raises(TableError, match=r"damaged Hadoop checksum file .*\.part-0\.parquet\.crc"):
+        run_job(config_for(tmp_path / "src", tmp_path / "out", tiny_dirs["llama"]), log=lambda m: None)
+    chunks = -(-good.stat().st_size // 512)
+    crc.write_bytes(b"crc\0\0\0\2\0" + b"\1\2\3\4" * chunks)  # the right size, wrong sums: Spark finds it
+    with pytest.raises(JobError, match=r"reads fine, but its Hadoop checksum file .*part-0\.parquet\.crc does not "
+                                       r"match it .* delete the \.crc file"):
+        run_job(config_for(tmp_path / "src", tmp_path / "out", tiny_dirs["llama"]), log=lambda m: None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_path_that_is_a_file_is_refused(tmp_path, sample_rows, tiny_dirs):
+    src = tmp_path / "src.parquet"
+    pq.write_table(sample_rows.slice(0, 10), src)
+    (tmp_path / "out").write_text("precious")
+    with pytest.raises(TableError, match=r"output .*out is a file, not a folder"):
+        run_job(config_for(src, tmp_path / "out", tiny_dirs["llama"]), log=lambda m: None)
+    assert (tmp_path / "out").read_text() == "precious"
+
+
 def test_output_equal_to_input_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="output.path equals input.path"):
         load_config(base={"input.path": str(tmp_path), "input.key": "id", "input.text": "text",
@@ -268,6 +340,7 @@ def test_a_killed_job_resumes_and_equals_a_clean_run(cluster, tmp_path, sample_r
     assert report.rows_embedded == 240 - partial
     clean_out = tmp_path / "clean"
     run_job(config_for(src, clean_out, tiny_dirs["llama"]), log=lambda m: None)
+    assert not (out / "_inbedder_staging").exists(), "the killed attempt's staging outlived the resumed run"
     resumed, clean = read_output(out), read_output(clean_out)
     assert resumed.column_names == clean.column_names and resumed.num_rows == clean.num_rows
     for column in resumed.column_names:

@@ -37,3 +37,36 @@ def test_writing_new_vectors_clears_that_instructions_cluster_labels(tmp_path):
                              _meta("A"), "r", 1, update_columns=[KEY_HASH, "A_embedding"])
     rows = {r["id"]: r for r in DeltaTable(path).to_pyarrow_table().to_pylist()}
     assert rows["a"]["A_cluster"] == 0 and rows["b"]["A_cluster"] is None and rows["b"]["A_embedding"] == 9.0
+
+
+def test_staging_of_dead_attempts_is_swept_and_a_live_attempts_kept(tmp_path):
+    out = str(tmp_path / "out")
+    dead = tmp_path / "out" / tables.STAGING / "run1" / "killed" / "wave-3" / "_temporary" / "0"
+    dead.mkdir(parents=True)
+    (dead / "part-0.parquet").write_bytes(b"half written")
+    # what a killed attempt leaves: its lock file, which no process holds any more
+    (tmp_path / "out" / tables.STAGING / "run1" / "killed" / tables.StagingLease.LOCK).touch()
+    legacy = tmp_path / "out" / tables.STAGING / "run0" / "old" / "wave-0" / "_temporary"
+    legacy.mkdir(parents=True)  # from a version without leases: empty folders only
+    with tables.StagingLease(out, "run1/live") as live:
+        (live.folder / "wave-0").mkdir()
+        (live.folder / "wave-0" / "part-0.parquet").write_bytes(b"being written")
+        assert tables.sweep_staging(out) == 2
+        assert (live.folder / "wave-0" / "part-0.parquet").exists()
+        assert not (tmp_path / "out" / tables.STAGING / "run1" / "killed").exists()
+        assert not (tmp_path / "out" / tables.STAGING / "run0").exists()
+    assert not (tmp_path / "out" / tables.STAGING).exists()  # the lease's own folder goes when it ends
+
+
+def test_a_lease_on_a_new_output_leaves_no_empty_folder(tmp_path):
+    with tables.StagingLease(str(tmp_path / "new"), "r/a"):
+        assert (tmp_path / "new" / tables.STAGING / "r" / "a").is_dir()
+    assert not (tmp_path / "new").exists()
+
+
+def test_column_names_are_quoted_and_a_backtick_refused():
+    import pytest
+
+    assert tables.quote("row id.v1") == "`row id.v1`"
+    with pytest.raises(tables.TableError, match="backtick"):
+        tables.quote("we`ird")
