@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from inbedder.engine.hardware import machine_record
 from inbedder.engine import InBedder
 from inbedder.engine.reference import reference_encode
 
@@ -113,7 +113,7 @@ def main() -> None:
         "matmul_peak_flops_per_s": peaks,
         "details": results,
         "reference": {"batch_size": REFERENCE_BATCH, "max_new_tokens": REFERENCE_NEW_TOKENS, "order": "input"},
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
+        "machine": {**machine_record(), "threads": args.threads,
                     "torch": torch.__version__, "device": "cpu"},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

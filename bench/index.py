@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from inbedder.engine.hardware import machine_record
 from inbedder.index import BuildOptions, VectorSource, build_index_from, load_index
 from inbedder.tables import OutputMeta
 
@@ -115,7 +115,7 @@ def main() -> None:
         "synthetic": {"rows": manifest.rows, "factory": manifest.factory, "params": manifest.search_params,
                       "index_bytes": manifest.index_bytes},
         "clinc_real_vectors": {"rows": len(texts), **real_results},
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+        "machine": {**machine_record(), "cores": os.cpu_count()},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from inbedder.engine.hardware import machine_record
 
 REPO = Path(__file__).resolve().parents[1]
 QUESTION = "What does the customer want the bank to do?"
@@ -72,7 +72,7 @@ def main() -> None:
         "engine_rows_per_s": engine_rate,
         "job_wall_seconds": timings,
         "job_reports": reports,
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+        "machine": {**machine_record(), "cores": os.cpu_count(),
                     "torch": torch.__version__},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from inbedder.engine.hardware import machine_record
 from inbedder.engine.loading import ZERO_SHOT_MODEL, load_model
 from inbedder.training import (TrainConfig, _loss, batches_for_step, collate, encode_example, prepare_model,
                                read_rows)
@@ -78,7 +78,7 @@ def main() -> None:
         r["speedup_vs_plain"] = plain / r["s_per_step"]
         print(f"{name:14s} {r['s_per_step']:6.2f} s/step  padding {r['padding']:5.1%}  "
               f"x{r['speedup_vs_plain']:.2f} vs plain")
-    report = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
+    report = {"machine": {**machine_record(), "cores": os.cpu_count()},
               "torch_threads": torch.get_num_threads(), "rows": args.rows, "batch_size": base.batch_size,
               "max_length": base.max_length, "results": results}
     if args.out:

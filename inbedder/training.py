@@ -30,6 +30,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
+from inbedder.engine.hardware import cpu_bf16_or_fp32
 from inbedder.engine.loading import ADAPTER_RECORD, TRAINED_WEIGHTS, ZERO_SHOT_MODEL, load_model
 from inbedder.engine.prompts import MASK_COUNT, PromptTokenizer
 
@@ -235,7 +236,7 @@ def _loss(model, batch: dict[str, torch.Tensor], bf16: bool) -> torch.Tensor:
         return model(**batch).loss
 
 
-def validation_loss(model, examples: list[Example], pad_id: int, config: TrainConfig) -> float:
+def validation_loss(model, examples: list[Example], pad_id: int, config: TrainConfig, bf16: bool) -> float:
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
@@ -243,7 +244,7 @@ def validation_loss(model, examples: list[Example], pad_id: int, config: TrainCo
             chunk = examples[i: i + config.batch_size]
             batch = collate(chunk, pad_id)
             targets = int((batch["labels"] != IGNORE).sum())
-            total += float(_loss(model, batch, config.bf16)) * targets
+            total += float(_loss(model, batch, bf16)) * targets
             count += targets
     model.train()
     return total / max(count, 1)
@@ -253,6 +254,9 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> Path:
     """Train (or continue) and export the result; returns the exported folder."""
     if config.threads:
         torch.set_num_threads(config.threads)
+    bf16 = cpu_bf16_or_fp32(config.bf16, "training bf16")  # the config (and so the run's identity) is unchanged
+    if bf16 != config.bf16:
+        log("bf16: this CPU has no native bf16 units; training in fp32 (bf16 would be far slower here)")
     torch.manual_seed(config.seed)
     out = Path(config.out)
     rows = read_rows(config.train)
@@ -293,7 +297,7 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> Path:
         for b in micro:
             batch = collate([examples[int(i)] for i in b], pad_id)
             share = int((batch["labels"] != IGNORE).sum()) / max(targets, 1)  # token-weighted over the step
-            loss = _loss(model, batch, config.bf16) * share
+            loss = _loss(model, batch, bf16) * share
             loss.backward()
             step_loss += loss.detach().item()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -302,7 +306,7 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> Path:
         state.step += 1
         record = {"step": state.step, "loss": round(step_loss, 5), "lr": scheduler.get_last_lr()[0]}
         if val_examples and (state.step % config.eval_every == 0 or state.step == steps):
-            record["validation_loss"] = round(validation_loss(model, val_examples, pad_id, config), 5)
+            record["validation_loss"] = round(validation_loss(model, val_examples, pad_id, config, bf16), 5)
         state.history.append(record)
         bar.set_postfix({k: v for k, v in record.items() if k in ("loss", "validation_loss")})
         bar.update(1)

@@ -17,6 +17,7 @@ import torch
 from inbedder.engine.digests import canonical_json_sha256, file_sha256
 from inbedder.engine.errors import ModelLoadError
 from inbedder.engine.gguf import DEFAULT_MODEL_NAME, SOURCE_RECORD, converted_dir, default_gguf_path
+from inbedder.engine.hardware import cpu_bf16_or_fp32
 
 # The embedded models: the default is the base with this project's trained adapter
 # (issue "a small InBedder that follows instructions"); zero-shot stays selectable.
@@ -66,6 +67,8 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
              "float16": torch.float16, "fp16": torch.float16}
     if dtype not in names:
         raise ModelLoadError(f"unknown dtype {dtype!r}: use auto, float32, bfloat16 or float16")
+    if names[dtype] == torch.bfloat16 and device.type == "cpu" and not cpu_bf16_or_fp32(True, "model.dtype bfloat16"):
+        return torch.float32
     return names[dtype]
 
 
