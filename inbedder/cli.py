@@ -241,8 +241,8 @@ def query(index_dir, texts, k, table, queries_file, model_name, as_json) -> None
 @main.command(name="eval")
 @_model_options
 @click.option("--data-dir", default="../shared/data", show_default=True, type=click.Path(file_okay=False))
-@click.option("--test", "tests", multiple=True, type=click.Choice(["clustering", "robustness", "stsb"]),
-              help="Which tests (default: all three).")
+@click.option("--test", "tests", multiple=True, type=click.Choice(["clustering", "robustness", "stsb", "transfer"]),
+              help="Which tests (default: all four; transfer: SGD domains held out of training).")
 @click.option("--dataset", "datasets", multiple=True, type=click.Choice(["massive", "clinc", "mtop"]),
               help="Two-facet clustering sets (default: all three).")
 @click.option("--robustness-set", "robustness_sets", multiple=True, type=click.Choice(["fewrel", "fewnerd"]),
@@ -359,8 +359,13 @@ def cluster(model, table, instruction, k, texts, text_column, sample_per_cluster
                                                    "hinted banking areas, passage topics).")
 @click.option("--subject-facet", is_flag=True, help="Add broad subjects of SQuAD questions (labelled with "
                                                    "all-MiniLM-L6-v2); area questions then name the bank.")
+@click.option("--request-facets", is_flag=True, help="Add short requests (SGD, SNIPS, NLU++) each asked which area "
+                                                    "and what the user wants; SGD's held-out domains stay out.")
+@click.option("--per-request-source", type=click.IntRange(1), default=6000, show_default=True,
+              help="SGD texts sampled (SNIPS and NLU++: a third each); each gives an area and an intent row.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def train_data(data_dir, out_dir, per_source, per_label_question, coarse_facets, subject_facet, seed) -> None:
+def train_data(data_dir, out_dir, per_source, per_label_question, coarse_facets, subject_facet, request_facets,
+               per_request_source, seed) -> None:
     """Build (input, instruction, answer) training rows from ../shared/data; evaluation sets stay out."""
 
     import pyarrow.parquet as pq
@@ -368,7 +373,8 @@ def train_data(data_dir, out_dir, per_source, per_label_question, coarse_facets,
     from inbedder.training_data import DataOptions, build_training_rows
 
     options = DataOptions(per_qa_source=per_source, per_label_question=per_label_question, seed=seed,
-                          coarse_facets=coarse_facets, subject_facet=subject_facet)
+                          coarse_facets=coarse_facets, subject_facet=subject_facet, request_facets=request_facets,
+                          per_request_source=per_request_source)
     try:
         train, validation = build_training_rows(data_dir, options)
     except FileNotFoundError as exc:

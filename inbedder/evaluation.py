@@ -74,7 +74,8 @@ class EvalOptions:
     seed: int = 0
     kmeans_seeds: int = 1               # v-measure averaged over this many k-means seeds (seed, seed+1, ...)
     stsb_question: str = STSB_QUESTION
-    tests: tuple[str, ...] = ("clustering", "robustness", "stsb")
+    tests: tuple[str, ...] = ("clustering", "robustness", "stsb", "transfer")
+    transfer_rows: int | None = 1000    # held-out SGD requests for the taxonomy-transfer check
     datasets: tuple[str, ...] = tuple(TWO_FACET_SETS)
     robustness_sets: tuple[str, ...] = tuple(ROBUSTNESS_SETS)
     extra: dict = field(default_factory=dict)
@@ -152,6 +153,29 @@ def clustering_eval(embedder: EvalEmbedder, data_dir: Path, datasets: Sequence[s
     return results
 
 
+TRANSFER_FILE = "sgd/sgd_intent_turns.parquet"
+TRANSFER_QUESTIONS = {"domain": "Which broad kind of service is this request for?",
+                      "intent": "What specific action does the user ask for?"}
+
+
+def transfer_eval(embedder: EvalEmbedder, data_dir: Path, rows: int | None = 1000, seed: int = 0,
+                  seeds: int = 1) -> dict:
+    """Taxonomy transfer: requests of SGD domains training never saw, under a domain and an intent question.
+
+    A model that learned the skill groups unseen domains under the domain question
+    (and keeps intents apart under the intent question); one that memorised the
+    training taxonomy has no words for them.
+    """
+    from inbedder.training_data import HELD_OUT_DOMAINS, held_out_requests
+
+    table = held_out_requests(data_dir, rows or 10**9, seed)
+    facets = {f: (table.column(f).to_pylist(), q) for f, q in TRANSFER_QUESTIONS.items()}
+    scores = facet_table(embedder, table.column("text").to_pylist(), facets, seed, seeds)
+    return {"sgd-held-out": {"rows": table.num_rows, "kmeans_seeds": seeds, "domains": list(HELD_OUT_DOMAINS),
+                             "questions": dict(TRANSFER_QUESTIONS), "v_measure": scores,
+                             "diagonal_margin": diagonal_margins(scores)}}
+
+
 def paper_instructions(data_dir: Path, task: str, per_group: int = 10) -> dict[str, list[str]]:
     """The paper's correct / implicit / incorrect paraphrases for one task."""
     tasks = json.loads((Path(data_dir) / INSTRUCTIONS_FILE).read_text())["tasks"]
@@ -197,6 +221,8 @@ def required_files(options: EvalOptions) -> list[str]:
         files += [ROBUSTNESS_SETS[r][0] for r in options.robustness_sets] + [INSTRUCTIONS_FILE]
     if "stsb" in options.tests:
         files.append("stsb/sts-test.parquet")
+    if "transfer" in options.tests:
+        files.append(TRANSFER_FILE)
     return files
 
 
@@ -218,6 +244,8 @@ def evaluate(embedder: EvalEmbedder, data_dir: Path, options: EvalOptions) -> di
                                             options.per_group, options.seed, options.kmeans_seeds)
     if "stsb" in options.tests:
         out["stsb"] = stsb_eval(embedder, data_dir, options.stsb_pairs, options.stsb_question, options.seed)
+    if "transfer" in options.tests:
+        out["transfer"] = transfer_eval(embedder, data_dir, options.transfer_rows, options.seed, options.kmeans_seeds)
     return out
 
 
@@ -298,26 +326,35 @@ def acceptance_markdown(checks: Sequence[Check], after: str, before: str) -> str
 
 # --- reporting ------------------------------------------------------------------------
 
-def to_markdown(results: Mapping[str, dict]) -> str:
-    """results: {model name: evaluate(...) output}."""
+def _facet_tables(results: Mapping[str, dict], test: str, title: str) -> list[str]:
     lines: list[str] = []
     models = list(results)
-    clustering_sets = sorted({d for r in results.values() for d in r.get("clustering", {})})
-    if clustering_sets:
-        lines += ["### Two-facet clustering (v-measure; rows: question asked, columns: labels scored)", ""]
-        for name in clustering_sets:
-            first = next(r["clustering"][name] for r in results.values() if name in r.get("clustering", {}))
+    sets = sorted({d for r in results.values() for d in r.get(test, {})})
+    if sets:
+        lines += [f"### {title} (v-measure; rows: question asked, columns: labels scored)", ""]
+        for name in sets:
+            first = next(r[test][name] for r in results.values() if name in r.get(test, {}))
             facets = list(first["v_measure"])
             header = ["model", *[f"{a} q -> {s}" for a in facets for s in facets], *[f"margin {f}" for f in facets]]
             lines += [f"**{name}** ({first['rows']} texts)", "", "| " + " | ".join(header) + " |",
                       "|---" * len(header) + "|"]
             for m in models:
-                r = results[m].get("clustering", {}).get(name)
+                r = results[m].get(test, {}).get(name)
                 if r:
                     cells = [f"{r['v_measure'][a][s]:.3f}" for a in facets for s in facets]
                     cells += [f"{r['diagonal_margin'][f]:+.3f}" for f in facets]
                     lines.append(f"| {m} | " + " | ".join(cells) + " |")
             lines.append("")
+    return lines
+
+
+def to_markdown(results: Mapping[str, dict]) -> str:
+    """results: {model name: evaluate(...) output}."""
+    lines: list[str] = []
+    models = list(results)
+    for test, title in (("clustering", "Two-facet clustering"),
+                        ("transfer", "Taxonomy transfer: SGD domains never trained on")):
+        lines += _facet_tables(results, test, title)
     robust_sets = sorted({d for r in results.values() for d in r.get("robustness", {})})
     if robust_sets:
         lines += ["### Robustness (v-measure, mean ± std over the paper's instructions per group)", "",

@@ -21,6 +21,15 @@ follow the question. Rows are (input, instruction, answer):
   that name the bank (generic ones taught the model to answer "account and
   security" to any area question: bench/coarse_facets.py).
 
+- with `request_facets`: short requests to assistants and services (SGD, SNIPS,
+  NLU++), each asked twice: "which area / kind of service?" (a broad answer in
+  words, one of several phrasings per domain) and "what does the user want?" (a
+  short intent paraphrase, from the intent's name or SGD's own intent
+  description). The same text gets different answers under the two questions:
+  granularity is what these rows teach. SGD's dev and test dialogues only
+  validate, and the domains in `HELD_OUT_DOMAINS` never enter training: the
+  taxonomy-transfer check measures how the coarse question groups them.
+
 Kept out, so evaluation stays honest: every file the evaluation harness reads
 (MASSIVE, CLINC, MTOP, FewRel, Few-NERD, STS-B) - no text and no label of them.
 SQuAD dev is the validation split; XQuAD (a SQuAD dev subset) and NQ-open (no
@@ -133,6 +142,61 @@ BANKING_AREAS = (
 )
 
 
+# --request-facets: the same short request asked about at two granularities
+REQUEST_AREA_QUESTIONS = ("Which area is this request about", "What domain does this request belong to",
+                          "What kind of service is the user asking about", "Which topic area does this message concern",
+                          "What general category does this request fall into")
+REQUEST_INTENT_QUESTIONS = ("What does the user want to do?", "What is the user asking for?",
+                            "What action is being requested?", "What is the purpose of this request?",
+                            "What exactly does the person want?")
+# SGD domain -> broad answers in words (the first is the label name used in hints)
+SGD_DOMAIN_ANSWERS = {
+    "Restaurants": ("restaurants", "dining out", "restaurant booking"),
+    "Media": ("streaming media", "watching films online", "video on demand"),
+    "Events": ("events", "concerts and games", "event tickets"),
+    "Music": ("music", "songs", "listening to music"),
+    "Movies": ("movies", "cinema", "film showtimes"),
+    "Flights": ("flights", "air travel", "plane tickets"),
+    "RideSharing": ("ride sharing", "taxis", "cab rides"),
+    "RentalCars": ("car rental", "rental cars", "hiring a car"),
+    "Buses": ("buses", "bus travel", "coach trips"),
+    "Hotels": ("hotels", "accommodation", "places to stay"),
+    "Services": ("appointments", "dentists, doctors and salons", "booking a professional"),
+    "Homes": ("housing", "apartments", "renting a home"),
+    "Banks": ("banking", "bank accounts", "money"),
+    "Calendar": ("calendar", "scheduling", "personal events"),
+    "Weather": ("weather", "the forecast", "weather conditions"),
+    "Travel": ("travel", "tourist attractions", "sightseeing"),
+    "Alarm": ("alarms", "alarm clock", "wake-up alarms"),
+    "Payment": ("payments", "sending money", "paying someone"),
+    "Messaging": ("messaging", "sending messages", "texting"),
+    "Trains": ("trains", "rail travel", "train tickets"),
+}
+# never trained on: the taxonomy-transfer check groups their requests under the area question
+HELD_OUT_DOMAINS = ("Homes", "RideSharing", "Alarm", "Trains")
+SNIPS_INTENTS = {  # intent -> (broad area, intent paraphrases)
+    "PlayMusic": (("music", "songs"), ("play music", "play a song")),
+    "AddToPlaylist": (("music", "playlists"), ("add a song to a playlist", "add music to a playlist")),
+    "GetWeather": (("weather", "the forecast"), ("get the weather forecast", "check the weather")),
+    "BookRestaurant": (("restaurants", "dining out"), ("book a table", "reserve a restaurant")),
+    "RateBook": (("books", "reading"), ("rate a book", "give a book a rating")),
+    "SearchCreativeWork": (("creative works", "films, books and music"), ("find a creative work",
+                                                                           "look up a title")),
+    "SearchScreeningEvent": (("movies", "cinema"), ("find movie showtimes", "find a film screening")),
+}
+NLUPP_DOMAINS = {"banking": ("banking", "bank accounts"), "hotels": ("hotels", "hotel stays")}
+# NLU++ intents that say nothing about what is wanted (dialogue acts)
+NLUPP_ACTS = {"affirm", "deny", "acknowledge", "greet", "thank", "dont_know", "handoff", "repeat", "wait",
+              "end_call", "more_higher_after", "less_lower_before"}
+
+
+def split_camel(name: str) -> str:
+    """`SearchOnewayFlight` -> `search oneway flight`."""
+    import re
+
+    return " ".join(w.lower() for w in re.findall(r"[A-Z][a-z]*|[a-z]+|\d+", name))
+
+
 @dataclass(frozen=True)
 class DataOptions:
     max_answer_words: int = 8
@@ -144,6 +208,9 @@ class DataOptions:
     coarse_facets: bool = False     # add the coarse-over-fine rows (emotion groups, sentiment, hinted areas, topics)
     subject_facet: bool = False     # add broad subjects of SQuAD questions; area questions name the bank
     subject_rows: int = 1500
+    request_facets: bool = False    # add SGD / SNIPS / NLU++ requests under an area and an intent question
+    per_request_source: int = 6000  # SGD texts (SNIPS, NLU++: a third); each gives an area and an intent row
+    request_validation_rows: int = 300
 
 
 Embed = Callable[[list[str]], np.ndarray]  # texts -> L2-normalised vectors
@@ -214,6 +281,87 @@ def _subject_rows(data: Path, options: DataOptions, embed: Embed, rng: np.random
     questions = [r for r in squad if r["question"] and r["question"].strip()]
     return _hinted_rows([r["question"].strip() for r in questions], [subjects[r["title"]] for r in questions],
                         SUBJECT_QUESTIONS, "squad-question-subject", options.subject_rows, rng)
+
+
+def _request_pair(text: str, areas: Sequence[str], intents: Sequence[str], all_areas: list[str], name: str,
+                  rng: np.random.Generator) -> list[dict]:
+    """One text, two rows: a broad area (sometimes asked with examples) and what the user wants."""
+    area = areas[int(rng.integers(len(areas)))]
+    stem = REQUEST_AREA_QUESTIONS[int(rng.integers(len(REQUEST_AREA_QUESTIONS)))]
+    asked = hinted(stem, areas[0], all_areas, rng) if rng.random() < 0.4 else stem + "?"
+    if "such as" in asked:
+        area = areas[0]  # the answer is named as the hints name it
+    intent = intents[int(rng.integers(len(intents)))]
+    question = REQUEST_INTENT_QUESTIONS[int(rng.integers(len(REQUEST_INTENT_QUESTIONS)))]
+    return [{"input": text, "instruction": asked, "answer": area, "source": f"{name}-area"},
+            {"input": text, "instruction": question, "answer": intent, "source": f"{name}-intent"}]
+
+
+def sgd_intent_answers(row: dict, max_words: int) -> tuple[str, ...]:
+    """The intent's own name in words, and SGD's description of it when short enough."""
+    answers = [split_camel(row["intent"])]
+    description = (row.get("intent_description") or "").strip().rstrip(".")
+    if description and len(description.split()) <= max_words:
+        answers.append(description[0].lower() + description[1:])
+    return tuple(answers)
+
+
+def _sgd_rows(data: Path, options: DataOptions, rng: np.random.Generator, split: str, k: int) -> list[dict]:
+    table = pq.read_table(data / "sgd/sgd_intent_turns.parquet").to_pylist()
+    usable = [r for r in table if r["split"] == split and r["domain"] not in HELD_OUT_DOMAINS and r["text"]
+              and r["domain"] in SGD_DOMAIN_ANSWERS]
+    all_areas = sorted(SGD_DOMAIN_ANSWERS[d][0] for d in SGD_DOMAIN_ANSWERS if d not in HELD_OUT_DOMAINS)
+    rows = []
+    for i in _sample(len(usable), k, rng):
+        r = usable[int(i)]
+        rows += _request_pair(r["text"].strip(), SGD_DOMAIN_ANSWERS[r["domain"]],
+                              sgd_intent_answers(r, options.max_answer_words), all_areas, "sgd", rng)
+    return rows
+
+
+def _snips_rows(data: Path, options: DataOptions, rng: np.random.Generator) -> list[dict]:
+    table = [r for r in pq.read_table(data / "snips/snips_2017_intents.parquet").to_pylist()
+             if r["split"] == "train" and r["intent"] in SNIPS_INTENTS and r["text"]]
+    all_areas = sorted({areas[0] for areas, _ in SNIPS_INTENTS.values()})
+    rows = []
+    for i in _sample(len(table), options.per_request_source // 3, rng):  # 7 intents: fewer rows say enough
+        r = table[int(i)]
+        areas, intents = SNIPS_INTENTS[r["intent"]]
+        rows += _request_pair(r["text"].strip(), areas, intents, all_areas, "snips", rng)
+    return rows
+
+
+def _nlupp_rows(data: Path, options: DataOptions, rng: np.random.Generator) -> list[dict]:
+    table = pq.read_table(data / "nlupp/nlupp.parquet").to_pylist()
+    usable = []
+    for r in table:
+        wanted = [label_words(i).replace(" open apply setup get activate", " or open") for i in r["intents"]
+                  if i not in NLUPP_ACTS]
+        if r["text"] and r["domain"] in NLUPP_DOMAINS and wanted:
+            usable.append((r["text"].strip(), r["domain"], ", ".join(wanted[:2])))
+    rows = []
+    all_areas = [a[0] for a in NLUPP_DOMAINS.values()] + ["travel", "shopping"]  # hints need four choices
+    for i in _sample(len(usable), options.per_request_source // 3, rng):
+        text, domain, intent = usable[int(i)]
+        if len(intent.split()) <= options.max_answer_words:
+            rows += _request_pair(text, NLUPP_DOMAINS[domain], (intent,), all_areas, "nlupp", rng)
+    return rows
+
+
+def request_rows(data_dir: str | Path, options: DataOptions, rng: np.random.Generator) -> list[dict]:
+    """Training rows from SGD (train dialogues, held-out domains left out), SNIPS train and NLU++."""
+    data = Path(data_dir)
+    return (_sgd_rows(data, options, rng, "train", options.per_request_source) + _snips_rows(data, options, rng)
+            + _nlupp_rows(data, options, rng))
+
+
+def held_out_requests(data_dir: str | Path, rows: int, seed: int = 0) -> pa.Table:
+    """Requests of the domains training never saw (all splits), with their domain and intent: the transfer check."""
+    table = pq.read_table(Path(data_dir) / "sgd/sgd_intent_turns.parquet",
+                          columns=["text", "domain", "intent", "split"])
+    held = table.filter(pa.compute.is_in(table.column("domain"), pa.array(list(HELD_OUT_DOMAINS))))
+    order = np.sort(np.random.default_rng(seed).choice(held.num_rows, min(rows, held.num_rows), replace=False))
+    return held.take(pa.array(order))
 
 
 def banking_area(intent: str) -> str:
@@ -288,14 +436,18 @@ def build_training_rows(data_dir: str | Path, options: DataOptions | None = None
 
             embed = MiniLM().encode
         rows += _subject_rows(data, options, embed, rng)
+    if options.request_facets:
+        rows += request_rows(data, options, rng)
     order = rng.permutation(len(rows))
     train = pa.Table.from_pylist([rows[int(i)] for i in order])
-    validation = pa.Table.from_pylist(_qa_rows(data / VALIDATION_FILE, "squad-dev",
-                                               DataOptions(**{**options.__dict__,
-                                                              "per_qa_source": options.validation_rows}), rng))
-    return train, validation
+    validation_rows = _qa_rows(data / VALIDATION_FILE, "squad-dev",
+                               DataOptions(**{**options.__dict__, "per_qa_source": options.validation_rows}), rng)
+    if options.request_facets:  # SGD's dev dialogues: does the model answer both granularities on unseen requests?
+        validation_rows += _sgd_rows(data, options, rng, "dev", options.request_validation_rows // 2)
+    return train, pa.Table.from_pylist(validation_rows)
 
 
 def used_files() -> list[str]:
     """Every data file a training set is built from (checked against EVALUATION_ONLY by the tests)."""
-    return [*QA_FILES.values(), VALIDATION_FILE, "banking77/train.parquet", "clustering/go_emotion.large.parquet"]
+    return [*QA_FILES.values(), VALIDATION_FILE, "banking77/train.parquet", "clustering/go_emotion.large.parquet",
+            "sgd/sgd_intent_turns.parquet", "snips/snips_2017_intents.parquet", "nlupp/nlupp.parquet"]

@@ -137,8 +137,12 @@ def test_cli_eval_without_data_dir_names_the_problem(tmp_path):
 def test_all_three_tests_on_real_data_with_a_tiny_model(tiny):
     if not (DATA / "clustering").exists():
         pytest.skip("../shared/data not present")
-    options = EvalOptions(rows=80, robustness_rows=60, stsb_pairs=40, per_group=1, datasets=("massive",))
+    options = EvalOptions(rows=80, robustness_rows=60, stsb_pairs=40, per_group=1, datasets=("massive",),
+                          transfer_rows=60)
     results = evaluate(InBedderUnderTest(tiny), DATA, options)
+    held = results["transfer"]["sgd-held-out"]
+    assert held["rows"] == 60 and set(held["v_measure"]) == {"domain", "intent"}
+    assert "Taxonomy transfer" in to_markdown({"tiny": results})
     table = results["clustering"]["massive"]["v_measure"]
     assert set(table) == {"intent", "scenario"} and all(0 <= v <= 1 for row in table.values() for v in row.values())
     assert set(results["robustness"]) == {"fewrel", "fewnerd"}
@@ -238,3 +242,36 @@ def test_cli_eval_compares_with_earlier_results_and_more_models(eval_data, tiny_
                                       "--robustness-rows", "60", "--kmeans-seeds", "3", "--before", str(first),
                                       "--out", str(tmp_path / "x.json")])
     assert seeds.exit_code != 0 and "3 k-means seed(s) here but 1" in seeds.output
+
+
+def test_transfer_scores_the_held_out_domains_under_both_questions(tmp_path):
+    from inbedder.evaluation import TRANSFER_QUESTIONS, transfer_eval
+    from inbedder.training_data import HELD_OUT_DOMAINS
+
+    rng = np.random.default_rng(0)
+    domains = ["Hotels", *HELD_OUT_DOMAINS]
+    rows = 400
+    picked = rng.integers(0, len(domains), rows)
+    (tmp_path / "sgd").mkdir()
+    pq.write_table(pa.table({"text": [f"request {i}" for i in range(rows)], "domain": [domains[d] for d in picked],
+                             "intent": [f"{domains[d]}-{i % 2}" for i, d in enumerate(picked)],
+                             "split": ["train"] * rows}), tmp_path / "sgd" / "sgd_intent_turns.parquet")
+
+    class DomainReader:
+        """Reads the domain off a text when asked about the kind of service, nothing otherwise."""
+
+        name = "domain reader"
+
+        def encode_many(self, texts, questions):
+            index = {f"request {i}": d for i, d in enumerate(picked)}
+            centres = np.eye(len(domains), dtype=np.float32) * 10
+            out = {}
+            for key, question in questions.items():
+                noise = rng.normal(size=(len(texts), len(domains))).astype(np.float32)
+                signal = centres[[index[t] for t in texts]] if question == TRANSFER_QUESTIONS["domain"] else 0
+                out[key] = signal + noise
+            return out
+
+    result = transfer_eval(DomainReader(), tmp_path, rows=200)["sgd-held-out"]
+    assert result["rows"] == 200  # only held-out domains: the trained one (Hotels) is never scored
+    assert result["v_measure"]["domain"]["domain"] > 0.9 and result["diagonal_margin"]["domain"] > 0.8

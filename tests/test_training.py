@@ -281,3 +281,43 @@ def test_the_shipped_training_configs_validate(path):
 
     config = TrainConfig(**yaml.safe_load(path.read_text()))
     assert config.model is None and config.method == "lora"  # both start from the zero-shot base
+
+
+def test_request_facets_ask_each_text_twice_and_keep_held_out_domains_out():
+    from inbedder.training_data import (HELD_OUT_DOMAINS, SGD_DOMAIN_ANSWERS, DataOptions, build_training_rows,
+                                        split_camel)
+
+    assert split_camel("SearchOnewayFlight") == "search oneway flight"
+    if not (DATA / "sgd").exists():
+        pytest.skip("../shared/data not present")
+    options = DataOptions(per_qa_source=50, per_label_question=50, request_facets=True, per_request_source=600)
+    train_rows, validation = build_training_rows(DATA, options)
+    requests = [r for r in train_rows.to_pylist() if r["source"].split("-")[0] in ("sgd", "snips", "nlupp")]
+    by_text: dict[str, dict[str, str]] = {}
+    for r in requests:
+        by_text.setdefault(r["input"], {})[r["source"].rsplit("-", 1)[1]] = r["answer"]
+    assert len(by_text) > 900 and all(set(a) == {"area", "intent"} for a in by_text.values())
+    assert sum(a["area"] != a["intent"] for a in by_text.values()) / len(by_text) > 0.95
+    sgd = pq.read_table(DATA / "sgd/sgd_intent_turns.parquet").to_pylist()
+    allowed = {r["text"].strip() for r in sgd if r["split"] == "train" and r["domain"] not in HELD_OUT_DOMAINS}
+    assert {r["input"] for r in requests if r["source"].startswith("sgd")} <= allowed
+    held_answers = {a for d in HELD_OUT_DOMAINS for a in SGD_DOMAIN_ANSWERS[d]}
+    assert not {r["answer"] for r in requests} & held_answers
+    assert not any(a in r["instruction"] for r in requests for a in ("alarms", "housing", "ride sharing", "trains"))
+    sgd_validation = [r for r in validation.to_pylist() if r["source"].startswith("sgd")]
+    assert sgd_validation and {r["input"] for r in sgd_validation} <= {r["text"].strip() for r in sgd
+                                                                       if r["split"] == "dev"}
+    assert all(len(r["answer"].split()) <= 8 for r in requests)
+
+
+def test_bf16_on_a_cpu_without_it_trains_in_fp32_exactly_as_fp32_does(tiny_dirs, rows_file, tmp_path, monkeypatch):
+    from inbedder.engine import hardware
+
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2"}))
+    said: list[str] = []
+    train(_config(tiny_dirs, rows_file, tmp_path / "bf16", max_steps=2, bf16=True), log=said.append)
+    train(_config(tiny_dirs, rows_file, tmp_path / "fp32", max_steps=2), log=lambda m: None)
+    assert any("no native bf16" in m and "fp32" in m for m in said)
+    a = load_file(tmp_path / "bf16" / "checkpoint" / "trainable.safetensors")
+    b = load_file(tmp_path / "fp32" / "checkpoint" / "trainable.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
