@@ -21,17 +21,26 @@ import torch
 
 from inbedder.engine.hardware import machine_record
 from inbedder.engine.loading import ZERO_SHOT_MODEL, load_model
-from inbedder.training import (TrainConfig, _loss, batches_for_step, collate, encode_example, prepare_model,
+from inbedder.training import (TrainConfig, answer_loss, batches_for_step, collate, encode_example, prepare_model,
                                read_rows)
 
-VARIANTS = {  # name -> config fields changed from the shipped run's (jobs/train_smollm2.yaml)
-    "plain fp32": {},
-    "grouped fp32": {"group_by_length": True},
-    "grouped bf16": {"group_by_length": True, "bf16": True},
+VARIANTS = {  # name -> (config fields changed from the shipped run's (jobs/train_smollm2.yaml), answer-only logits)
+    "plain fp32": ({}, False),
+    "grouped fp32": ({"group_by_length": True}, False),
+    "grouped bf16": ({"group_by_length": True, "bf16": True}, False),
+    "grouped fp32, answer-only logits": ({"group_by_length": True}, True),
+    "grouped bf16, answer-only logits": ({"group_by_length": True, "bf16": True}, True),
 }
 
 
-def measure(model, examples, lengths, pad_id: int, config: TrainConfig, steps: int) -> dict:
+def full_logits_loss(model, batch, bf16: bool) -> torch.Tensor:
+    """The loss as the model computes it: logits at every position (how training ran before answer_loss)."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        return model(**batch).loss
+
+
+def measure(model, examples, lengths, pad_id: int, config: TrainConfig, steps: int, answer_only: bool,
+            masked: bool) -> dict:
     """Forward+backward+step over the first `steps` optimizer steps of the config's epoch-0 order."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=0.0)  # lr 0: timing only, the weights stay as they are
@@ -43,7 +52,9 @@ def measure(model, examples, lengths, pad_id: int, config: TrainConfig, steps: i
             batch = collate([examples[int(i)] for i in b], pad_id)
             padded += batch["input_ids"].numel()
             real += int(batch["attention_mask"].sum())
-            _loss(model, batch, config.bf16).backward()
+            loss = (answer_loss(model, batch, config.bf16, masked) if answer_only
+                    else full_logits_loss(model, batch, config.bf16))
+            loss.backward()
         optimizer.step()
     seconds = time.perf_counter() - started
     return {"s_per_step": seconds / steps, "padding": 1 - real / padded, "steps": steps}
@@ -70,13 +81,14 @@ def main() -> None:
     model = prepare_model(loaded.model, base, loaded.masked)
     model.train()
     pad_id = int(loaded.tokenizer.pad_token_id)
-    measure(model, examples, lengths, pad_id, base, 1)  # warm-up: first-call allocations
-    results = {name: measure(model, examples, lengths, pad_id, base.model_copy(update=change), args.steps)
-               for name, change in VARIANTS.items()}
+    measure(model, examples, lengths, pad_id, base, 1, True, loaded.masked)  # warm-up: first-call allocations
+    results = {name: measure(model, examples, lengths, pad_id, base.model_copy(update=change), args.steps,
+                             answer_only, loaded.masked)
+               for name, (change, answer_only) in VARIANTS.items()}
     plain = results["plain fp32"]["s_per_step"]
     for name, r in results.items():
         r["speedup_vs_plain"] = plain / r["s_per_step"]
-        print(f"{name:14s} {r['s_per_step']:6.2f} s/step  padding {r['padding']:5.1%}  "
+        print(f"{name:32s} {r['s_per_step']:6.2f} s/step  padding {r['padding']:5.1%}  "
               f"x{r['speedup_vs_plain']:.2f} vs plain")
     report = {"machine": {**machine_record(), "cores": os.cpu_count()},
               "torch_threads": torch.get_num_threads(), "rows": args.rows, "batch_size": base.batch_size,

@@ -321,3 +321,20 @@ def test_bf16_on_a_cpu_without_it_trains_in_fp32_exactly_as_fp32_does(tiny_dirs,
     a = load_file(tmp_path / "bf16" / "checkpoint" / "trainable.safetensors")
     b = load_file(tmp_path / "fp32" / "checkpoint" / "trainable.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_answer_loss_equals_the_models_own_loss_on_a_ragged_batch(tiny_dirs):
+    from inbedder.training import answer_loss, collate, prepare_model
+
+    model = InBedder.from_pretrained(str(tiny_dirs["llama"])).loaded
+    config = TrainConfig(model=str(tiny_dirs["llama"]), train="unused", out="unused", max_length=64)
+    examples = [encode_example(model.tokenizer, False, text, question, answer, config)
+                for text, question, answer in ROWS[:4] + [("short", "What?", "a much longer answer than usual")]]
+    batch = collate(examples, int(model.tokenizer.pad_token_id))
+    net = prepare_model(model.model, config, False)
+    torch.manual_seed(0)
+    expected = net(**batch).loss
+    got = answer_loss(net, batch, False, False)
+    assert torch.allclose(got, expected, atol=1e-5), (got, expected)
+    got.backward()  # gradients flow through the kept positions only
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters() if p.requires_grad)
