@@ -341,7 +341,9 @@ def _save_checkpoint(folder: Path, model, optimizer, scheduler, state: TrainStat
     shutil.rmtree(fresh, ignore_errors=True)
     fresh.mkdir(parents=True)
     save_file(trainable_state(model), fresh / "trainable.safetensors")
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, fresh / "optimizer.pt")
+    tensors, plain = _optimizer_state(optimizer, scheduler)
+    save_file(tensors, fresh / "optimizer.safetensors")
+    (fresh / "optimizer.json").write_text(json.dumps(plain))
     (fresh / "state.json").write_text(json.dumps({"step": state.step, "total_steps": state.total_steps,
                                                   "history": state.history, "identity": identity}, indent=1))
     old = folder.with_name(folder.name + ".old")
@@ -366,10 +368,33 @@ def _load_checkpoint(folder: Path, model, optimizer, scheduler, identity: dict) 
     with torch.no_grad():
         for name, tensor in weights.items():
             named[name].copy_(tensor)
-    blob = torch.load(folder / "optimizer.pt", weights_only=False)  # our own file, written by _save_checkpoint
-    optimizer.load_state_dict(blob["optimizer"])
-    scheduler.load_state_dict(blob["scheduler"])
+    if (folder / "optimizer.safetensors").is_file():
+        optimizer_state, scheduler_state = _restore_optimizer_state(load_file(folder / "optimizer.safetensors"),
+                                                                    json.loads((folder / "optimizer.json").read_text()))
+    else:  # a checkpoint of an earlier version: tensors and numbers only, so the safe loader reads it
+        blob = torch.load(folder / "optimizer.pt", weights_only=True)
+        optimizer_state, scheduler_state = blob["optimizer"], blob["scheduler"]
+    optimizer.load_state_dict(optimizer_state)
+    scheduler.load_state_dict(scheduler_state)
     return TrainState(saved["step"], saved["total_steps"], saved["history"])
+
+
+def _optimizer_state(optimizer, scheduler) -> tuple[dict[str, torch.Tensor], dict]:
+    """The optimizer's tensors (for safetensors) and everything else (for JSON): no pickle is written."""
+    state = optimizer.state_dict()
+    tensors = {f"{index}.{name}": value.contiguous() for index, slots in state["state"].items()
+               for name, value in slots.items() if torch.is_tensor(value)}
+    numbers = {str(index): {name: value for name, value in slots.items() if not torch.is_tensor(value)}
+               for index, slots in state["state"].items()}
+    return tensors, {"state": numbers, "param_groups": state["param_groups"], "scheduler": scheduler.state_dict()}
+
+
+def _restore_optimizer_state(tensors: dict[str, torch.Tensor], plain: dict) -> tuple[dict, dict]:
+    state: dict[int, dict] = {int(index): dict(numbers) for index, numbers in plain["state"].items()}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    return {"state": state, "param_groups": plain["param_groups"]}, plain["scheduler"]
 
 
 def export(model, config: TrainConfig, state: TrainState, identity: dict, base_name: str) -> Path:

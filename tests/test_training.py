@@ -81,6 +81,8 @@ def test_a_stopped_and_resumed_run_equals_an_uninterrupted_one(tiny_dirs, rows_f
     train(_config(tiny_dirs, rows_file, tmp_path / "parts", max_steps=6), resume=True, log=lambda m: None)
     whole = load_file(tmp_path / "whole" / "checkpoint" / "trainable.safetensors")
     parts = load_file(tmp_path / "parts" / "checkpoint" / "trainable.safetensors")
+    written = {f.name for f in (tmp_path / "parts" / "checkpoint").iterdir()}
+    assert written == {"trainable.safetensors", "optimizer.safetensors", "optimizer.json", "state.json"}  # no pickle
     assert whole.keys() == parts.keys() and all(torch.equal(whole[k], parts[k]) for k in whole)
     with pytest.raises(TrainingError, match="lr"):
         train(_config(tiny_dirs, rows_file, tmp_path / "parts", max_steps=8, lr=1e-3), resume=True,
@@ -118,6 +120,8 @@ def test_a_length_grouped_run_trains_and_resumes_exactly(tiny_dirs, rows_file, t
           resume=True, log=lambda m: None)
     whole = load_file(tmp_path / "whole" / "checkpoint" / "trainable.safetensors")
     parts = load_file(tmp_path / "parts" / "checkpoint" / "trainable.safetensors")
+    written = {f.name for f in (tmp_path / "parts" / "checkpoint").iterdir()}
+    assert written == {"trainable.safetensors", "optimizer.safetensors", "optimizer.json", "state.json"}  # no pickle
     assert all(torch.equal(whole[k], parts[k]) for k in whole)
 
 
