@@ -488,14 +488,16 @@ def execute(spark, config: JobConfig, snapshot: tables.Snapshot, existing: table
     report.rows_per_second = embed_rows / t_embed_total if t_embed_total else 0.0
     report.padding_share = 1 - real / computed if computed else 0.0
     t_commit = time.perf_counter()
-    keys = df.select(F.col(quote(key))).toArrow().column(key)
     if config.output.format == "delta":
-        if config.output.mode == "sidecar" and existing is not None:
-            report.rows_deleted = tables.delete_missing_keys(config.output.path, key, keys, report.run_id)
+        if config.output.mode == "sidecar" and state is not None:
+            # keys that left the source: an anti-join in Spark; only those reach the driver, never all keys
+            gone = state.join(df, state["_k"] == df[quote(key)], "left_anti").select("_k").toArrow().column("_k")
+            report.rows_deleted = tables.delete_keys(config.output.path, key, gone, report.run_id)
         if report.waves == 0 and existing is not None:
             tables.set_output_meta(config.output.path, meta_with(meta, existing))
         report.output_version = tables.delta_version(config.output.path)
-    else:
+    else:  # Parquet output is rewritten whole at each run (no log to commit to): the source keys are needed
+        keys = df.select(F.col(quote(key))).toArrow().column(key)
         report.rows_deleted = tables.commit_parquet_output(config.output.path, existing, parquet_parts, key, keys,
                                                           meta_with(meta, existing))
     tables.remove_staging(config.output.path, f"{report.run_id}/{attempt}")

@@ -456,16 +456,14 @@ def _fill_from(new: pa.Table, old: pa.Table, key: str, carry: list[str]) -> pa.T
     return new.join(old.select([key, *missing]), key, join_type="left outer")
 
 
-def delete_missing_keys(path: str, key: str, keep: pa.Array, run_id: str,
-                        storage_options: dict[str, str] | None = None) -> int:
-    """Remove output rows whose key left the source, so the output equals a clean run's."""
+def delete_keys(path: str, key: str, gone: pa.Array, run_id: str,
+                storage_options: dict[str, str] | None = None) -> int:
+    """Remove the output rows whose key left the source (found by the job's anti-join), in one transaction."""
     from deltalake import CommitProperties, DeltaTable
 
-    table = DeltaTable(path, storage_options=storage_options)
-    present = table.to_pyarrow_dataset().to_table(columns=[key]).column(key)
-    gone = pa.compute.filter(present, pa.compute.invert(pa.compute.is_in(present, value_set=keep)))
     if len(gone) == 0:
         return 0
+    table = DeltaTable(path, storage_options=storage_options)
     source = pa.table({key: gone})
     table.merge(source=source, predicate=f"t.{quote(key)} = s.{quote(key)}", source_alias="s", target_alias="t",
                 commit_properties=CommitProperties(custom_metadata={"inbedder.run_id": run_id})

@@ -202,6 +202,30 @@ def test_a_key_name_with_spaces_and_dots_is_quoted_everywhere(cluster, tmp_path,
     assert out.column("row id.v1").to_pylist() == edited.slice(0, 39).sort_by("row id.v1").column(0).to_pylist()
 
 
+def test_only_the_keys_that_left_the_source_reach_the_driver(cluster, tmp_path, sample_rows, tiny_dirs,
+                                                             monkeypatch):
+    from inbedder import tables
+
+    src = tmp_path / "src.parquet"
+    pq.write_table(sample_rows.slice(0, 50), src)
+    config = config_for(src, tmp_path / "out", tiny_dirs["llama"])
+    run_job(config, log=lambda m: None)
+    kept = sample_rows.slice(0, 50)
+    gone = kept.column("id").to_pylist()[7:9]
+    pq.write_table(kept.filter(pc.invert(pc.is_in(kept.column("id"), pa.array(gone)))), src)
+    seen: list[list] = []
+    real_delete = tables.delete_keys
+
+    def spy(path, key, keys, run_id):
+        seen.append(keys.to_pylist())
+        return real_delete(path, key, keys, run_id)
+
+    monkeypatch.setattr(tables, "delete_keys", spy)
+    report = run_job(config, log=lambda m: None)
+    assert len(seen) == 1 and sorted(seen[0]) == sorted(gone)  # two keys, not the table's 50
+    assert report.rows_deleted == 2 and read_output(tmp_path / "out").num_rows == 48
+
+
 def test_a_key_name_with_a_backtick_is_refused_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match=r"input.key: .*backtick.*rename the column"):
         load_config(base={"input.path": str(tmp_path / "in"), "input.key": "we`ird", "input.text": "text",
