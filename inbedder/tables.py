@@ -151,13 +151,26 @@ def check_readable(files: list[str]) -> None:
                 raise TableError(f"input file {path} {reason}")
 
 
-def _footer_or_checksum_problem(path: str) -> str | None:
+def _parquet_problem(path: str, read) -> str | None:
+    """`read` (footer only, or the whole file) fails: why, and what to do."""
     try:
-        pq.read_metadata(path)
+        read(path)
     except (OSError, pa.ArrowException) as exc:
         return (f"is not a readable Parquet file ({str(exc).splitlines()[0]}): restore it from a backup or "
                 "remove it from the table, then re-run")
-    crc = Path(path).with_name(f".{Path(path).name}.crc")
+    return None
+
+
+def _checksum_path(path: str) -> Path:
+    """Where Hadoop's local filesystem keeps a file's checksums (Spark checks them on read)."""
+    return Path(path).with_name(f".{Path(path).name}.crc")
+
+
+def _footer_or_checksum_problem(path: str) -> str | None:
+    problem = _parquet_problem(path, pq.read_metadata)
+    if problem:
+        return problem
+    crc = _checksum_path(path)
     if crc.exists() and not _checksum_file_fits(crc, Path(path).stat().st_size):
         return (f"has a damaged Hadoop checksum file {crc} (its size does not fit the data file), which Spark "
                 "would refuse: delete the .crc file (the Parquet file itself reads fine)")
@@ -179,12 +192,10 @@ def unreadable_file_reason(path: str) -> str:
     local = _local_path(path)
     if local is None or not Path(local).exists():
         return "could not be read"
-    try:
-        pq.read_table(local)
-    except (OSError, pa.ArrowException) as exc:
-        return (f"is not a readable Parquet file ({str(exc).splitlines()[0]}): restore it from a backup or "
-                "remove it from the table, then re-run")
-    crc = Path(local).with_name(f".{Path(local).name}.crc")
+    problem = _parquet_problem(local, pq.read_table)
+    if problem:
+        return problem
+    crc = _checksum_path(local)
     if crc.exists():
         return (f"reads fine, but its Hadoop checksum file {crc} does not match it (stale or damaged), so "
                 "Spark refuses it: delete the .crc file and re-run")
