@@ -315,7 +315,7 @@ def explain_spark_failure(exc: BaseException) -> str:
     failed = _FAILED_FILE.search(text)
     if failed:
         path = failed.group(1)
-        return f"Spark could not read input file {path}: it {tables.unreadable_file_reason(path)}"
+        return f"Spark could not read file {path}: it {tables.unreadable_file_reason(path)}"
     causes = _CAUSE.findall(text)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     detail = causes[-1] if causes else (lines[1] if len(lines) > 1 else lines[0] if lines else type(exc).__name__)
