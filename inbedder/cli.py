@@ -347,6 +347,24 @@ def cluster(model, table, instruction, k, texts, text_column, sample_per_cluster
     click.echo(f"report: {report}")
 
 
+@main.command()
+@click.option("--table", required=True, help="An inbedder Delta output table.")
+@click.option("--target-mb", type=click.IntRange(1), default=256, show_default=True, help="Size of the files written.")
+@click.option("--vacuum-hours", type=click.IntRange(0), default=None,
+              help="Then delete files unreferenced for this long (ends time travel past it; under 168 h allowed "
+                   "only here, where no other writer runs).")
+def optimize(table, target_mb, vacuum_hours) -> None:
+    """Compact an output table's small files (run after many incremental runs, e.g. weekly)."""
+    from inbedder.tables import TableError, compact
+
+    try:
+        result = compact(table, target_mb, vacuum_hours)
+    except TableError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{table}: {result.files_before} -> {result.files_after} files, version {result.version}"
+               + (f", {result.removed_by_vacuum} unreferenced files deleted" if vacuum_hours is not None else ""))
+
+
 @main.command(name="train-data")
 @click.option("--data-dir", default="../shared/data", show_default=True, type=click.Path(file_okay=False))
 @click.option("--out", "out_dir", default="out/train-data", show_default=True,
