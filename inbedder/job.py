@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -235,17 +235,10 @@ def run_job(config: JobConfig, log: Callable[[str], None] = print) -> RunReport:
     report = RunReport(run_id, config.input.path, snapshot.version, config.output.path, config.output.format)
     existing = tables.existing_output(config.output.path, config.output.format)
     check_key_unchanged(existing, snapshot, config)
-    # the JVM starts while Ray starts and the replicas load their model: the two waits overlap
-    with ThreadPoolExecutor(1, thread_name_prefix="spark-start") as pool:
-        spark_future = pool.submit(start_spark, config)
-        try:
-            with ray_cluster(config) as address:
-                _run_with_replicas(config, snapshot, existing, report, spark_future, address, started, log)
-        finally:
-            if spark_future.exception() is None:
-                spark, own_spark = spark_future.result()
-                if own_spark:
-                    spark.stop()
+    if _made_by_this_model(existing, config):
+        _rerun(config, snapshot, existing, report, started, log)
+    else:
+        _first_run(config, snapshot, existing, report, started, log)
     if config.index.out:
         report.seconds["index"] = _index_step(config, log)
     report.seconds["total"] = time.perf_counter() - started
@@ -256,6 +249,59 @@ def run_job(config: JobConfig, log: Callable[[str], None] = print) -> RunReport:
         raise JobError(f"{report.rows_failed} of {report.rows_read} rows failed ({report.error_rate:.1%}), over "
                        f"max_error_rate {config.max_error_rate:.1%}; the rows and their errors are in the output")
     return report
+
+
+def _made_by_this_model(existing: tables.ExistingOutput | None, config: JobConfig) -> bool:
+    """The output holds this model's vectors, known from files alone (a hub model can't be known so)."""
+    if existing is None or existing.meta is None:
+        return False
+    from inbedder.engine.embedder import expected_fingerprint
+
+    expected = expected_fingerprint(config.model.name, adapter=config.model.adapter,
+                                    max_length=config.model.max_length)
+    return expected == existing.meta.fingerprint
+
+
+def _rerun(config: JobConfig, snapshot: tables.Snapshot, existing: tables.ExistingOutput, report: RunReport,
+           started: float, log: Callable[[str], None]) -> None:
+    """Plan first, and start Ray and the model only when some row needs a vector: an unchanged source costs
+    one Spark read, no replica."""
+    spark, own_spark = start_spark(config)
+    try:
+        with spark_failures_explained():
+            plan = plan_run(spark, config, snapshot, existing, report, log)
+            if plan.rows_to_embed == 0:
+                meta = OutputMeta(existing.meta.model, existing.meta.fingerprint, existing.meta.template,
+                                  existing.meta.dim, config.input.key, dict(config.instructions))
+                _check_existing(existing, meta, config)
+                report.model, report.fingerprint = meta.model, meta.fingerprint
+                report.seconds["start_up"] = time.perf_counter() - started - report.seconds["read"]
+                finish(config, plan, existing, meta, report, [])
+                tables.sweep_staging(config.output.path)
+                log("nothing to embed: the output already holds every vector (no replica was started)")
+                return
+        ready: Future = Future()
+        ready.set_result((spark, False))
+        with ray_cluster(config) as address:
+            _run_with_replicas(config, snapshot, existing, report, ready, address, started, log, plan)
+    finally:
+        if own_spark:
+            spark.stop()
+
+
+def _first_run(config: JobConfig, snapshot: tables.Snapshot, existing: tables.ExistingOutput | None,
+               report: RunReport, started: float, log: Callable[[str], None]) -> None:
+    """The JVM starts while Ray starts and the replicas load their model: the two waits overlap."""
+    with ThreadPoolExecutor(1, thread_name_prefix="spark-start") as pool:
+        spark_future = pool.submit(start_spark, config)
+        try:
+            with ray_cluster(config) as address:
+                _run_with_replicas(config, snapshot, existing, report, spark_future, address, started, log)
+        finally:
+            if spark_future.exception() is None:
+                spark, own_spark = spark_future.result()
+                if own_spark:
+                    spark.stop()
 
 
 def _index_step(config: JobConfig, log: Callable[[str], None]) -> float:
@@ -272,7 +318,7 @@ def _index_step(config: JobConfig, log: Callable[[str], None]) -> float:
 
 def _run_with_replicas(config: JobConfig, snapshot: tables.Snapshot, existing: tables.ExistingOutput | None,
                        report: RunReport, spark_future, address: str, started: float,
-                       log: Callable[[str], None]) -> None:
+                       log: Callable[[str], None], plan: Plan | None = None) -> None:
     import ray
 
     attempt = uuid.uuid4().hex[:8]  # this process's try at the run: names its replicas and staging
@@ -284,24 +330,26 @@ def _run_with_replicas(config: JobConfig, snapshot: tables.Snapshot, existing: t
         meta = OutputMeta(identity["model"], identity["fingerprint"], identity["template"], identity["dim"],
                           config.input.key, dict(config.instructions))
         _check_existing(existing, meta, config)
-        report.seconds["start_up"] = time.perf_counter() - started
-        with tables.StagingLease(config.output.path, f"{report.run_id}/{attempt}"):
-            try:
-                execute(spark, config, snapshot, existing, meta, handle, report, attempt, log)
-            except Exception as exc:
-                if _is_spark_failure(exc):
-                    raise JobError(explain_spark_failure(exc)) from exc
-                raise
+        # a re-run planned before starting the replicas: its read time is not start-up
+        report.seconds["start_up"] = time.perf_counter() - started - (report.seconds["read"] if plan else 0.0)
+        with tables.StagingLease(config.output.path, f"{report.run_id}/{attempt}"), spark_failures_explained():
+            plan = plan or plan_run(spark, config, snapshot, existing, report, log)
+            execute(spark, config, plan, snapshot, existing, meta, handle, report, attempt, log)
     finally:
         for actor in actors:
             ray.kill(actor)
 
 
-def _is_spark_failure(exc: BaseException) -> bool:
+@contextmanager
+def spark_failures_explained() -> Iterator[None]:
+    """A Spark or Py4J exception leaves as a one-line JobError (the Java trace stays on it as the cause)."""
     from py4j.protocol import Py4JJavaError
     from pyspark.errors import PySparkException
 
-    return isinstance(exc, (Py4JJavaError, PySparkException))
+    try:
+        yield
+    except (Py4JJavaError, PySparkException) as exc:
+        raise JobError(explain_spark_failure(exc)) from exc
 
 
 _FAILED_FILE = re.compile(r"error while reading file (\S+?)\.?(?:\s|$)")
@@ -388,9 +436,24 @@ def existing_state(spark, config: JobConfig, existing: tables.ExistingOutput, us
     return out.select(*cols)
 
 
-def execute(spark, config: JobConfig, snapshot: tables.Snapshot, existing: tables.ExistingOutput | None,
-            meta: OutputMeta, handle: PoolHandle, report: RunReport, attempt: str,
-            log: Callable[[str], None]) -> None:
+@dataclass
+class Plan:
+    """What a run must embed: the source rows (cached), the rows missing a vector, and how many per
+    combination of missing instructions."""
+
+    df: object
+    todo: object
+    combos: dict[tuple[bool, ...], int]
+    state: object | None  # the output's keys and hashes as of the start (None: no output yet)
+    stale: list[str]
+
+    @property
+    def rows_to_embed(self) -> int:
+        return sum(self.combos.values())
+
+
+def plan_run(spark, config: JobConfig, snapshot: tables.Snapshot, existing: tables.ExistingOutput | None,
+             report: RunReport, log: Callable[[str], None]) -> Plan:
     from pyspark.sql import functions as F
 
     t_read = time.perf_counter()
@@ -437,7 +500,16 @@ def execute(spark, config: JobConfig, snapshot: tables.Snapshot, existing: table
     report.seconds["read"] = time.perf_counter() - t_read
     for n in names:
         report.instructions[n] = InstructionCounts()
+    return Plan(df, todo, combos, state, stale)
 
+
+def execute(spark, config: JobConfig, plan: Plan, snapshot: tables.Snapshot, existing: tables.ExistingOutput | None,
+            meta: OutputMeta, handle: PoolHandle, report: RunReport, attempt: str,
+            log: Callable[[str], None]) -> None:
+    """Embed the plan's rows wave by wave through the replicas, committing each wave, then finish."""
+    from pyspark.sql import functions as F
+
+    key, names, todo, combos, stale = config.input.key, list(config.instructions), plan.todo, plan.combos, plan.stale
     parquet_parts: list[pa.Table] = []
     wave_seq = tables.delta_transaction_version(config.output.path, report.run_id) + 1 \
         if config.output.format == "delta" else 0
@@ -481,12 +553,22 @@ def execute(spark, config: JobConfig, snapshot: tables.Snapshot, existing: table
             wave_seq += 1
             report.seconds["commit"] += time.perf_counter() - t1
     progress.close()
-    for n in names:
-        c = report.instructions[n]
-        c.skipped = report.rows_read - c.embedded - c.failed
     report.seconds["embed"] = t_embed_total
     report.rows_per_second = embed_rows / t_embed_total if t_embed_total else 0.0
     report.padding_share = 1 - real / computed if computed else 0.0
+    finish(config, plan, existing, meta, report, parquet_parts)
+    tables.remove_staging(config.output.path, f"{report.run_id}/{attempt}")
+
+
+def finish(config: JobConfig, plan: Plan, existing: tables.ExistingOutput | None, meta: OutputMeta,
+           report: RunReport, parquet_parts: list[pa.Table]) -> None:
+    """Count what was skipped, remove rows whose key left the source, record the output's metadata."""
+    from pyspark.sql import functions as F
+
+    key, df, state = config.input.key, plan.df, plan.state
+    for n in config.instructions:
+        c = report.instructions[n]
+        c.skipped = report.rows_read - c.embedded - c.failed
     t_commit = time.perf_counter()
     if config.output.format == "delta":
         if config.output.mode == "sidecar" and state is not None:
@@ -500,10 +582,9 @@ def execute(spark, config: JobConfig, snapshot: tables.Snapshot, existing: table
         keys = df.select(F.col(quote(key))).toArrow().column(key)
         report.rows_deleted = tables.commit_parquet_output(config.output.path, existing, parquet_parts, key, keys,
                                                           meta_with(meta, existing))
-    tables.remove_staging(config.output.path, f"{report.run_id}/{attempt}")
     report.seconds["commit"] += time.perf_counter() - t_commit
     df.unpersist()
-    todo.unpersist()
+    plan.todo.unpersist()
 
 
 def meta_with(meta: OutputMeta, existing: tables.ExistingOutput | None) -> OutputMeta:

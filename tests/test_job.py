@@ -34,6 +34,10 @@ def config_for(src, out, model_dir, **extra):
     return load_config(base=base)
 
 
+def first_fingerprint(tmp_path) -> str:
+    return DeltaTable(str(tmp_path / "out")).metadata().configuration["inbedder.fingerprint"]
+
+
 def read_output(path) -> pa.Table:
     return DeltaTable(str(path)).to_pyarrow_table().sort_by("id")
 
@@ -73,12 +77,21 @@ def test_parquet_input_to_delta_output_matches_the_engine(cluster, tmp_path, sam
     assert not (tmp_path / "out" / "_inbedder_staging").exists()
 
 
-def test_rerun_embeds_nothing_and_changed_rows_are_reembedded(cluster, tmp_path, delta_source, tiny_dirs):
+def test_rerun_embeds_nothing_and_changed_rows_are_reembedded(cluster, tmp_path, delta_source, tiny_dirs,
+                                                              monkeypatch):
+    import inbedder.job
+
     config = config_for(delta_source, tmp_path / "out", tiny_dirs["llama"])
     run_job(config, log=lambda m: None)
     first = read_output(tmp_path / "out")
-    again = run_job(config, log=lambda m: None)
+    version = DeltaTable(str(tmp_path / "out")).version()
+    with monkeypatch.context() as patch:  # nothing to do: no replica (no Ray, no model) may start
+        patch.setattr(inbedder.job, "start_pool", lambda *a, **k: pytest.fail("a replica started for a no-op run"))
+        said: list[str] = []
+        again = run_job(config, log=said.append)
     assert again.rows_embedded == 0 and again.instructions["intent"].skipped == 240
+    assert any("no replica was started" in m for m in said) and again.fingerprint == first_fingerprint(tmp_path)
+    assert DeltaTable(str(tmp_path / "out")).version() == version  # and nothing was committed
     # change two texts and delete one row in the source
     table = DeltaTable(str(delta_source))
     edited = [first.column("id")[10].as_py(), first.column("id")[200].as_py()]

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from inbedder.engine.answers import greedy_answers
 from inbedder.engine.digests import canonical_json_sha256
 from inbedder.engine.forward import ForwardPlan, ForwardStats, decoder_last_states, masked_slot_states
-from inbedder.engine.loading import LoadedModel, load_model
+from inbedder.engine.loading import LoadedModel, describe_weights, load_model
 from inbedder.engine.prompts import MASK_COUNT, PROMPT_TEMPLATE, PromptTokenizer
 from inbedder.engine.validation import check_instructions, raise_for_rows, row_problems
 
@@ -32,6 +32,29 @@ class Embeddings:
     @property
     def ok(self) -> np.ndarray:
         return np.array([e is None for e in self.errors], dtype=bool)
+
+
+def template_for(masked: bool) -> str:
+    return PROMPT_TEMPLATE + ("<mask>" * MASK_COUNT if masked else "")
+
+
+def pooling_for(masked: bool) -> str:
+    return "mean of final-layer <mask> states" if masked else "final-layer state of last prompt token"
+
+
+def fingerprint_of(weights_digest: str, masked: bool, max_length: int) -> str:
+    return canonical_json_sha256(
+        {"v": FINGERPRINT_VERSION, "weights": weights_digest, "template": template_for(masked),
+         "pooling": pooling_for(masked), "max_length": max_length, "truncation": "left"}
+    )[:32]
+
+
+def expected_fingerprint(name_or_path: str | None = None, *, adapter: str | None = None,
+                         max_length: int = DEFAULT_MAX_LENGTH) -> str | None:
+    """The fingerprint `InBedder.from_pretrained` would give, without loading the model (None for hub ids):
+    lets a job see that an output is already complete before starting any replica."""
+    described = describe_weights(name_or_path, adapter)
+    return None if described is None else fingerprint_of(described[1], described[2], max_length)
 
 
 class InBedder:
@@ -79,19 +102,16 @@ class InBedder:
 
     @property
     def template(self) -> str:
-        return PROMPT_TEMPLATE + ("<mask>" * MASK_COUNT if self.loaded.masked else "")
+        return template_for(self.loaded.masked)
 
     @property
     def pooling(self) -> str:
-        return "mean of final-layer <mask> states" if self.loaded.masked else "final-layer state of last prompt token"
+        return pooling_for(self.loaded.masked)
 
     @property
     def fingerprint(self) -> str:
         """Same weights + template + pooling + truncation -> same fingerprint, on any machine."""
-        return canonical_json_sha256(
-            {"v": FINGERPRINT_VERSION, "weights": self.loaded.weights_digest, "template": self.template,
-             "pooling": self.pooling, "max_length": self.max_length, "truncation": "left"}
-        )[:32]
+        return fingerprint_of(self.loaded.weights_digest, self.loaded.masked, self.max_length)
 
     def metadata(self) -> dict[str, object]:
         return {"model": self.model_name, "fingerprint": self.fingerprint, "template": self.template,

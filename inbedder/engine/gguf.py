@@ -41,11 +41,17 @@ def default_gguf_path() -> Path:
     return path
 
 
+def source_record(gguf_path: Path) -> dict:
+    """What a converted copy records about its source, and what its weights digest covers."""
+    gguf_path = Path(gguf_path).resolve()
+    return {"gguf_file": gguf_path.name, "gguf_sha256": file_sha256(gguf_path), "conversion": CONVERSION_VERSION}
+
+
 def converted_dir(gguf_path: Path) -> Path:
     """A cached safetensors copy of `gguf_path`, converting it on first use."""
     gguf_path = Path(gguf_path).resolve()
-    digest = file_sha256(gguf_path)
-    target = cache_root() / "models" / f"{gguf_path.stem}-{digest[:16]}"
+    record = source_record(gguf_path)
+    target = cache_root() / "models" / f"{gguf_path.stem}-{record['gguf_sha256'][:16]}"
     if (target / SOURCE_RECORD).is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -55,9 +61,7 @@ def converted_dir(gguf_path: Path) -> Path:
         staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
         try:
             _convert(gguf_path, staging)
-            (staging / SOURCE_RECORD).write_text(
-                json.dumps({"gguf_file": gguf_path.name, "gguf_sha256": digest, "conversion": CONVERSION_VERSION})
-            )
+            (staging / SOURCE_RECORD).write_text(json.dumps(record))
             if target.exists():  # a leftover without its record: never trusted
                 shutil.rmtree(target)
             staging.rename(target)

@@ -11,12 +11,13 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
 from inbedder.engine.digests import canonical_json_sha256, file_sha256
 from inbedder.engine.errors import ModelLoadError
-from inbedder.engine.gguf import DEFAULT_MODEL_NAME, SOURCE_RECORD, converted_dir, default_gguf_path
+from inbedder.engine.gguf import DEFAULT_MODEL_NAME, SOURCE_RECORD, converted_dir, default_gguf_path, source_record
 from inbedder.engine.hardware import cpu_bf16_or_fp32
 
 # The embedded models: the default is the base with this project's trained adapter
@@ -212,11 +213,38 @@ def apply_adapter(model: torch.nn.Module, folder: Path, base_digest: str,
                 named[key].copy_(tensor.to(named[key].dtype))
     else:
         raise ModelLoadError(f"{folder} holds neither adapter_config.json nor trained_weights.safetensors")
-    # what the vectors depend on: weights and records, not documentation beside them
-    files = {f.name: file_sha256(f) for f in sorted(folder.iterdir())
+    return model, adapter_digest(folder, base_digest), f"{name} + adapter {adapter_label(folder)}"
+
+
+def adapter_digest(folder: Path, base_digest: str) -> str:
+    """What the vectors depend on: the base's weights and the adapter's weights and records, not its README."""
+    files = {f.name: file_sha256(f) for f in sorted(Path(folder).iterdir())
              if f.is_file() and f.suffix in (".json", ".safetensors")}
-    digest = canonical_json_sha256({"base": base_digest, "adapter": files})
-    return model, digest, f"{name} + adapter {adapter_label(folder)}"
+    return canonical_json_sha256({"base": base_digest, "adapter": files})
+
+
+def describe_weights(name_or_path: str | None, adapter: str | Path | None = None) -> tuple[str, str, bool] | None:
+    """(name, weights digest, masked) that `load_model` would report, from files alone: no weights loaded,
+    no GGUF converted (digests are cached by path, size and mtime). None where the weights are not on this
+    machine (a hub id: describing it would mean downloading it)."""
+    if name_or_path is None or name_or_path in EMBEDDED_MODELS:
+        name, digest, masked = DEFAULT_MODEL_NAME, canonical_json_sha256(source_record(default_gguf_path())), False
+    else:
+        path = Path(name_or_path).expanduser()
+        if path.suffix == ".gguf" and path.is_file():
+            name, digest, masked = path.name, canonical_json_sha256(source_record(path)), False
+        elif path.is_dir() and (path / "config.json").is_file():
+            config = json.loads((path / "config.json").read_text())
+            masked = is_masked_lm(SimpleNamespace(model_type=config.get("model_type", ""),
+                                                  architectures=config.get("architectures")))
+            name, digest = str(name_or_path), weights_digest(path.resolve())
+        else:
+            return None
+    if adapter is None and name_or_path in (None, DEFAULT_MODEL):
+        return SHIPPED_MODEL_NAME, adapter_digest(SHIPPED_ADAPTER, digest), masked
+    if adapter is not None:
+        return f"{name} + adapter {adapter_label(Path(adapter))}", adapter_digest(Path(adapter), digest), masked
+    return name, digest, masked
 
 
 def adapter_label(folder: Path) -> str:

