@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from sklearn.metrics import v_measure_score
 
 from inbedder import InBedder
-from inbedder.evaluation import TWO_FACET_SETS, sample_rows, v_measure
+from inbedder.evaluation.harness import TWO_FACET_SETS, sample_rows, v_measure
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

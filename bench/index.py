@@ -24,8 +24,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from inbedder.engine.hardware import machine_record
-from inbedder.index import BuildOptions, VectorSource, build_index_from, load_index
-from inbedder.tables import OutputMeta
+from inbedder.lake import VectorSource
+from inbedder.index import BuildOptions, build_index_from, load_index
+from inbedder.lake import OutputMeta
 
 REPO = Path(__file__).resolve().parents[1]
 CLINC = REPO.parent / "shared" / "data" / "clustering" / "clinc_intent_domain.small.parquet"
@@ -85,7 +86,7 @@ def main() -> None:
     del vectors, index
 
     from inbedder.engine import InBedder
-    from inbedder.search import Searcher
+    from inbedder.index import Searcher
 
     model = InBedder.from_pretrained()
     texts = pq.read_table(CLINC).column("text").to_pylist()[: args.clinc_rows]

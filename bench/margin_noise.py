@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from coarse_facets import DATA, models_from_cli  # bench/ is on the path when run as a script
 from inbedder import InBedder
-from inbedder.evaluation import TWO_FACET_SETS, diagonal_margins, sample_rows, v_measure
+from inbedder.evaluation.harness import TWO_FACET_SETS, diagonal_margins, sample_rows, v_measure
 
 
 def margins_over_seeds(model: InBedder, dataset: str, rows: int, seeds: int) -> dict:

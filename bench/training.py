@@ -21,8 +21,8 @@ import torch
 
 from inbedder.engine.hardware import machine_record
 from inbedder.engine.loading import ZERO_SHOT_MODEL, load_model
-from inbedder.training import (TrainConfig, answer_loss, batches_for_step, collate, encode_example, prepare_model,
-                               read_rows)
+from inbedder.training.trainer import (TrainConfig, answer_loss, batches_for_step, collate, encode_example,
+                                       prepare_model, read_rows)
 
 VARIANTS = {  # name -> (config fields changed from the shipped run's (jobs/train_smollm2.yaml), answer-only logits)
     "plain fp32": ({}, False),

@@ -1,23 +1,39 @@
-"""`inbedder ...` commands: thin wrappers over the library."""
+"""`inbedder ...` commands: thin wrappers over the library.
+
+Each command parses its options, calls one library function, and prints. Every
+`InBedderError` ends the command in one line naming the problem; optional
+parts of the package that are missing are named with their `pip install`.
+"""
 
 from __future__ import annotations
 
 import functools
 import json
-import logging
-import os
 import sys
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import click
 
+from inbedder.console import log_to_console
+from inbedder.errors import InBedderError, require_extra
 
-@click.group()
+
+class _OneLineErrors(click.Group):
+    """Any InBedderError a command raises becomes click's one-line `Error: ...` (exit 1), never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except InBedderError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_OneLineErrors)
 @click.version_option(package_name="inbedder")
 def main() -> None:
     """InBedder for data lakes: instruction-following embeddings for tables."""
+    log_to_console()
 
 
 @dataclass(frozen=True)
@@ -49,13 +65,10 @@ def _model_options(f):
 
 
 def _load(choice: ModelChoice):
-    from inbedder.engine import InBedder, ModelLoadError
+    from inbedder.engine import InBedder
 
-    try:
-        return InBedder.from_pretrained(choice.name, dtype=choice.dtype, device=choice.device,
-                                        num_threads=choice.threads, adapter=choice.adapter)
-    except ModelLoadError as exc:
-        raise click.ClickException(str(exc)) from exc
+    return InBedder.from_pretrained(choice.name, dtype=choice.dtype, device=choice.device,
+                                    num_threads=choice.threads, adapter=choice.adapter)
 
 
 @main.command()
@@ -77,13 +90,7 @@ def demo(model, rows, show, k) -> None:
 @click.argument("texts", nargs=-1, required=True)
 def encode(model, instruction, answers, texts) -> None:
     """Embed TEXTS under one instruction; prints JSON lines."""
-    from inbedder.engine import InvalidInputError
-
-    embedder = _load(model)
-    try:
-        result = embedder.embed(list(texts), {"q": instruction}, answers=answers)
-    except InvalidInputError as exc:
-        raise click.ClickException(str(exc)) from exc
+    result = _load(model).embed(list(texts), {"q": instruction}, answers=answers)
     for i, text in enumerate(texts):
         row = {"text": text, "embedding": [round(float(x), 6) for x in result.vectors["q"][i]]}
         if result.answers:
@@ -99,55 +106,6 @@ def _instruction_pairs(items: tuple[str, ...]) -> dict[str, str]:
         name, question = item.split("=", 1)
         pairs[name.strip()] = question.strip()
     return pairs
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return " ".join(lines[:1])[:500] or type(exc).__name__
-
-
-def _log_to_file(command: str) -> Path:
-    """Each run's full log (tracebacks included) in a file of its own; the console gets one line per problem."""
-    from inbedder.engine.cache import cache_root
-
-    folder = cache_root() / "logs"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{command}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("inbedder")
-    root.setLevel(logging.DEBUG)
-    root.addHandler(handler)
-    return path
-
-
-def run_embed(config_file: str | None, overrides: list[str], base: dict) -> int:
-    """Shared by `inbedder embed` and jobs/embed_table.py: one code path, one exit-code contract."""
-
-    from inbedder.config import ConfigError, load_config
-    from inbedder.engine import InBedderError
-    from inbedder.job import JobError, run_job
-    from inbedder.tables import TableError
-
-    log_file = _log_to_file("embed")
-    try:
-        config = load_config(config_file, overrides, base)
-        report = run_job(config, log=lambda m: click.echo(m, err=True))
-    except (ConfigError, TableError, JobError, InBedderError) as exc:
-        logging.getLogger("inbedder").debug("run failed", exc_info=exc)
-        click.echo(f"inbedder embed failed: {_one_line(exc)} (details: {log_file})", err=True)
-        return 2 if isinstance(exc, ConfigError) else 1
-    except Exception as exc:  # a defect or an environment problem: one line here, the traceback in the log
-        logging.getLogger("inbedder").error("run failed unexpectedly", exc_info=exc)
-        click.echo(f"inbedder embed failed unexpectedly: {type(exc).__name__}: {_one_line(exc)} "
-                   f"(traceback: {log_file})", err=True)
-        return 1
-    click.echo(report.summary())
-    if config.report_path:
-        Path(config.report_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(config.report_path).write_text(report.to_json())
-    click.echo(report.to_json())
-    return 0
 
 
 @main.command()
@@ -178,6 +136,9 @@ def embed(config_file, input_path, key, text, instructions, output_path, output_
         base["input.passthrough"] = list(passthrough)
     if instructions:
         base["instructions"] = _instruction_pairs(instructions)
+    require_extra("job", "pyspark", "ray", "deltalake")
+    from inbedder.job.entry import run_embed
+
     sys.exit(run_embed(config_file, list(overrides), base))
 
 
@@ -191,15 +152,11 @@ def embed(config_file, input_path, key, text, instructions, output_path, output_
 @click.option("--rebuild", is_flag=True, help="Build from scratch even where an index exists.")
 def index(table, instructions, out_dir, metric, memory_budget_gb, recall_target, rebuild) -> None:
     """Build or update one FAISS index per instruction column."""
-    from inbedder.index import BuildOptions, IndexError_, build_or_update
-    from inbedder.tables import TableError
+    require_extra("index", "faiss", "deltalake")
+    from inbedder.index import BuildOptions, build_or_update
 
-    options = BuildOptions(metric=metric, memory_budget_bytes=int(memory_budget_gb * 2**30),
-                           recall_target=recall_target)
-    try:
-        results = build_or_update(table, out_dir, list(instructions) or None, options, rebuild)
-    except (TableError, IndexError_) as exc:
-        raise click.ClickException(str(exc)) from exc
+    options = BuildOptions.from_settings(metric, memory_budget_gb, recall_target)
+    results = build_or_update(table, out_dir, list(instructions) or None, options, rebuild)
     for name, (manifest, counts) in results.items():
         click.echo(f"{name}: {manifest.factory} {manifest.search_params}, {manifest.rows} rows, table version "
                    f"{manifest.source_version}, recall@10 {manifest.recall_at_10}, {counts} -> {out_dir}/{name}")
@@ -212,20 +169,19 @@ def index(table, instructions, out_dir, metric, memory_budget_gb, recall_target,
 @click.option("--table", help="Attach the matching rows' columns from this table.")
 @click.option("--queries-file", type=click.File("r"), help="One query per line.")
 @click.option("--model", "model_name", default=None, help="Model to embed queries with (default: embedded default).")
+@click.option("--adapter", default=None, type=click.Path(exists=True, file_okay=False),
+              help="The adapter the index's vectors were made with (an `inbedder train` output folder).")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines output.")
-def query(index_dir, texts, k, table, queries_file, model_name, as_json) -> None:
+def query(index_dir, texts, k, table, queries_file, model_name, adapter, as_json) -> None:
     """Embed queries with the index's instruction and return the nearest rows."""
-    from inbedder.index import IndexError_
-    from inbedder.search import Searcher
+    require_extra("index", "faiss")
+    from inbedder.index import Searcher
 
     queries = list(texts) + ([line.rstrip("\n") for line in queries_file if line.strip()] if queries_file else [])
     if not queries:
         raise click.UsageError("give query texts or --queries-file")
-    try:
-        searcher = Searcher(index_dir, model_name=model_name)
-        results = searcher.search(queries, k, table)
-    except IndexError_ as exc:
-        raise click.ClickException(str(exc)) from exc
+    searcher = Searcher(index_dir, model_name=model_name, adapter=adapter)
+    results = searcher.search(queries, k, table)
     for q, hits in zip(queries, results):
         if as_json:
             click.echo(json.dumps({"query": q, "hits": [{"key": h.key, "score": h.score, "row": h.row}
@@ -268,8 +224,9 @@ def evaluate(model, data_dir, tests, datasets, robustness_sets, rows, robustness
              kmeans_seeds, baselines, also_models, before_path, progress, out_path) -> None:
     """Instruction-awareness: two-facet clustering, robustness to paraphrase, STS-B; baselines in the same run."""
 
-    from inbedder.evaluation import (EvalOptions, InBedderUnderTest, acceptance, acceptance_markdown, check_data,
-                                     evaluate, planned_sizes, same_samples, to_markdown, write_results)
+    require_extra("eval", "sklearn", "matplotlib")
+    from inbedder.evaluation import (EvalOptions, InBedderUnderTest, load_before, run_evaluation, to_markdown,
+                                     write_results)
 
     if not (Path(data_dir) / "clustering").is_dir():
         raise click.UsageError(f"--data-dir {data_dir} has no clustering/ folder (the evaluation data)")
@@ -278,34 +235,16 @@ def evaluate(model, data_dir, tests, datasets, robustness_sets, rows, robustness
                           per_group=per_group, kmeans_seeds=kmeans_seeds, tests=tuple(tests) or EvalOptions.tests,
                           datasets=tuple(datasets) or EvalOptions.datasets,
                           robustness_sets=tuple(robustness_sets) or EvalOptions.robustness_sets)
-    try:
-        check_data(Path(data_dir), options)
-    except FileNotFoundError as exc:
-        raise click.UsageError(str(exc)) from None
-    before = json.loads(Path(before_path).read_text()) if before_path else {}
-    if before:  # a mismatch found after an hour of embedding would waste the hour
-        try:
-            same_samples(planned_sizes(Path(data_dir), options), next(iter(before.values())))
-        except ValueError as exc:
-            raise click.UsageError(f"--before {before_path}: {exc}") from None
+    before = load_before(before_path, Path(data_dir), options)
     embedders = [InBedderUnderTest(_load(model), progress)]
     embedders += [InBedderUnderTest(_load(replace(model, name=name, adapter=None)), progress)
                   for name in also_models]
     if baselines:
-        from inbedder.baselines import MiniLM, MiniLMBaseline
+        from inbedder.evaluation.baselines import MiniLM, MiniLMBaseline
 
         minilm = MiniLM()
         embedders += [MiniLMBaseline(minilm, prepend=False), MiniLMBaseline(minilm, prepend=True)]
-    results = {}
-    for embedder in embedders:
-        click.echo(f"evaluating {embedder.name} ...", err=True)
-        results[embedder.name] = evaluate(embedder, Path(data_dir), options)
-    checks_md = ""
-    if before:
-        first, reference = next(iter(results)), next(iter(before))
-        checks = acceptance(results[first], before[reference])
-        checks_md = "\n" + acceptance_markdown(checks, first, reference)
-        results.update({name: r for name, r in before.items() if name not in results})
+    results, checks_md = run_evaluation(embedders, Path(data_dir), options, before)
     json_path, md, png = write_results(results, Path(out_path), checks_md)
     click.echo(to_markdown(results) + checks_md)
     click.echo(f"wrote {json_path}, {md}, {png}")
@@ -328,16 +267,12 @@ def evaluate(model, data_dir, tests, datasets, robustness_sets, rows, robustness
 def cluster(model, table, instruction, k, texts, text_column, sample_per_cluster, report_dir,
             write, seed) -> None:
     """k-means on one instruction's vectors, NAME_cluster written back, each cluster explained."""
+    require_extra("index", "faiss", "deltalake")
     from inbedder.clusters import ClusterOptions, cluster_table, write_report
-    from inbedder.tables import TableError
 
     options = ClusterOptions(k=k, sample_per_cluster=sample_per_cluster, seed=seed, write_back=write, texts=texts,
                              text_column=text_column)
-    embedder = _load(model)
-    try:
-        result, data, labels = cluster_table(table, instruction, options, embedder)
-    except TableError as exc:
-        raise click.ClickException(str(exc)) from None
+    result, data, labels = cluster_table(table, instruction, options, _load(model))
     report = write_report(result, data, labels, report_dir or f"out/clusters/{instruction}")
     for c in result.clusters:
         click.echo(f"cluster {c.cluster:>3} ({c.size:>6} rows): {', '.join(c.answer_words) or '-'}"
@@ -355,12 +290,10 @@ def cluster(model, table, instruction, k, texts, text_column, sample_per_cluster
                    "only here, where no other writer runs).")
 def optimize(table, target_mb, vacuum_hours) -> None:
     """Compact an output table's small files (run after many incremental runs, e.g. weekly)."""
-    from inbedder.tables import TableError, compact
+    require_extra("job", "deltalake")
+    from inbedder.lake import compact
 
-    try:
-        result = compact(table, target_mb, vacuum_hours)
-    except TableError as exc:
-        raise click.ClickException(str(exc)) from None
+    result = compact(table, target_mb, vacuum_hours)
     click.echo(f"{table}: {result.files_before} -> {result.files_after} files, version {result.version}"
                + (f", {result.removed_by_vacuum} unreferenced files deleted" if vacuum_hours is not None else ""))
 
@@ -388,7 +321,7 @@ def train_data(data_dir, out_dir, per_source, per_label_question, coarse_facets,
 
     import pyarrow.parquet as pq
 
-    from inbedder.training_data import DataOptions, build_training_rows
+    from inbedder.training import DataOptions, build_training_rows
 
     options = DataOptions(per_qa_source=per_source, per_label_question=per_label_question, seed=seed,
                           coarse_facets=coarse_facets, subject_facet=subject_facet, request_facets=request_facets,
@@ -417,8 +350,8 @@ def train(config_file, overrides, resume) -> None:
     import yaml
     from pydantic import ValidationError
 
-    from inbedder.engine import InBedderError
-    from inbedder.training import TrainConfig, TrainingError
+    require_extra("train", "peft")
+    from inbedder.training import TrainConfig
     from inbedder.training import train as run_training
 
     tree = yaml.safe_load(Path(config_file).read_text()) if config_file else {}
@@ -429,12 +362,10 @@ def train(config_file, overrides, resume) -> None:
         tree[field_name.strip()] = yaml.safe_load(value)
     try:
         config = TrainConfig.model_validate(tree)
-        folder = run_training(config, resume=resume, log=lambda m: click.echo(m, err=True))
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise click.ClickException(f"training config: {problems}") from None
-    except (TrainingError, InBedderError) as exc:
-        raise click.ClickException(str(exc)) from None
+    folder = run_training(config, resume=resume)
     click.echo(f"adapter written to {folder}; use it with --adapter {folder}")
 
 

@@ -19,19 +19,18 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
-from inbedder import tables
-from inbedder.index import VectorSource
-from inbedder.tables import KEY_HASH, TableError, cluster_column, quote
+from inbedder import lake
+from inbedder.errors import ClusterError
+from inbedder.lake import KEY_HASH, VectorSource, cluster_column, open_dataset, require_same_model
 
-
-class ClusterError(TableError):
-    """A cluster request that cannot be served as asked."""
+if TYPE_CHECKING:
+    from inbedder.engine import InBedder
 
 
 @dataclass
@@ -113,14 +112,14 @@ def nearest_rows(labels: np.ndarray, distances: np.ndarray, cluster: int, n: int
     return members[np.argsort(distances[members], kind="stable")[:n]]
 
 
-def head_tokens(embedder: object, direction: np.ndarray, n: int) -> list[str]:
+def head_tokens(embedder: InBedder, direction: np.ndarray, n: int) -> list[str]:
     """Tokens whose output embeddings align best with a direction in the final hidden space."""
     import torch
 
-    model = embedder.loaded.model  # type: ignore[attr-defined]
+    model = embedder.loaded.model
     weight = model.get_output_embeddings().weight.detach().float()
     scores = weight @ torch.from_numpy(np.ascontiguousarray(direction, dtype=np.float32))
-    tokenizer = embedder.loaded.tokenizer  # type: ignore[attr-defined]
+    tokenizer = embedder.loaded.tokenizer
     words: list[str] = []
     for token_id in torch.argsort(scores, descending=True).tolist():
         word = tokenizer.decode([token_id]).strip()
@@ -160,13 +159,7 @@ def fetch_texts(source: VectorSource, data: ClusterData, wanted: np.ndarray, opt
     if column in schema_names:
         dataset, key = source.dataset(), source.meta.key
     elif options.texts:
-        fmt = "delta" if tables.is_delta_table(options.texts) else "parquet"
-        if fmt == "delta":
-            from deltalake import DeltaTable
-
-            dataset = DeltaTable(options.texts).to_pyarrow_dataset()
-        else:
-            dataset = ds.dataset(options.texts, format="parquet", partitioning="hive")
+        dataset = open_dataset(options.texts)
         if column not in dataset.schema.names or source.meta.key not in dataset.schema.names:
             raise ClusterError(f"{options.texts} needs columns {source.meta.key!r} and {column!r} "
                                f"(it has {', '.join(dataset.schema.names)})")
@@ -193,19 +186,8 @@ def write_clusters(source: VectorSource, data: ClusterData, labels: np.ndarray, 
     column = cluster_column(source.instruction)
     key = source.meta.key
     if source.format == "delta":
-        from deltalake import CommitProperties, DeltaTable
-
-        key_type = pa.schema(DeltaTable(source.path).schema().to_arrow()).field(key).type
-        update = pa.table({key: data.keys.cast(key_type), KEY_HASH: data.hashes, column: pa.array(labels, pa.int32())})
-        table = tables.add_missing_columns(source.path, update.schema)
-        props = CommitProperties(custom_metadata={"inbedder.operation": f"cluster {source.instruction} k={k}"})
-        (table.merge(source=update, predicate=f"t.{quote(key)} = s.{quote(key)}", source_alias="s", target_alias="t",
-                     commit_properties=props)
-         .when_matched_update(updates={quote(column): f"s.{quote(column)}"},
-                              predicate=f"t.{quote(KEY_HASH)} = s.{quote(KEY_HASH)}")
-         .when_matched_update(updates={quote(column): "NULL"})
-         .when_not_matched_by_source_update(updates={quote(column): "NULL"})
-         .execute())
+        lake.write_cluster_labels(source.path, key, data.keys, data.hashes, column, pa.array(labels, pa.int32()),
+                                  f"cluster {source.instruction} k={k}")
         return column
     current = source.dataset().to_table()
     by_key = dict(zip(data.keys.to_pylist(), zip(data.hashes.to_pylist(), labels.tolist())))
@@ -216,19 +198,17 @@ def write_clusters(source: VectorSource, data: ClusterData, labels: np.ndarray, 
     if column in current.column_names:
         current = current.drop_columns([column])
     current = current.append_column(column, pa.array(values, pa.int32()))
-    tables.write_parquet_output(source.path, [current], source.meta, current.schema)
+    lake.write_parquet_output(source.path, [current], source.meta, current.schema)
     return column
 
 
-def cluster_table(table: str, instruction: str, options: ClusterOptions, embedder: object) -> tuple[ClusterResult,
-                                                                                                      ClusterData,
-                                                                                                      np.ndarray]:
+def cluster_table(table: str, instruction: str, options: ClusterOptions,
+                  embedder: InBedder) -> tuple[ClusterResult, ClusterData, np.ndarray]:
     """k-means one instruction's column, explain every cluster, write the labels back."""
     source = VectorSource.open(table, instruction)
-    if embedder.fingerprint != source.meta.fingerprint:  # type: ignore[attr-defined]
-        raise ClusterError(f"this model ({embedder.model_name}, fingerprint {embedder.fingerprint}) did not make the "  # type: ignore[attr-defined]
-                           f"vectors in {table} ({source.meta.model}, {source.meta.fingerprint}): its answers and "
-                           "LM head would explain other vectors; load the model the table names")
+    require_same_model(table, (source.meta.model, source.meta.fingerprint), (embedder.model_name, embedder.fingerprint),
+                       "Its answers and LM head would explain other vectors: load the model the table names.",
+                       ClusterError)
     data = read_vectors(source)
     centroids, labels, distances = kmeans(data.vectors, options.k, options.seed)
     rng = np.random.default_rng(options.seed)
@@ -241,7 +221,7 @@ def cluster_table(table: str, instruction: str, options: ClusterOptions, embedde
     texts = fetch_texts(source, data, wanted, options)
     question = source.meta.instructions[instruction]
     answerable = sorted(p for c in range(options.k) for p in samples[c].tolist() if p in texts)
-    answers = dict(zip(answerable, embedder.answer([texts[p] for p in answerable], question,  # type: ignore
+    answers = dict(zip(answerable, embedder.answer([texts[p] for p in answerable], question,
                                                    max_new_tokens=options.max_answer_tokens))) if answerable else {}
     per_cluster = [[answers[p] for p in samples[c].tolist() if p in answers] for c in range(options.k)]
     words = distinguishing_words(per_cluster, options.top_words)

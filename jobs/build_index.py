@@ -1,10 +1,15 @@
 """spark-submit / Airflow entry point for the index step.
 
-    spark-submit jobs/build_index.py --table OUT --out INDEXES [--instruction NAME ...] [--shards N]
+    spark-submit jobs/build_index.py --config job.yaml [--shards N]
+    spark-submit jobs/build_index.py --table OUT --out INDEXES [--instruction NAME ...] [--metric ...]
+        [--memory-budget-gb G] [--recall-target R] [--shards N]
 
-Without --shards the index is built (or updated) on the driver, streaming the
-table; with --shards N an IVF index is trained on the driver and its shards are
-filled on N Spark tasks, then merged (see inbedder/index_shards.py).
+With --config, the table, the index folder, the instructions and every index
+setting come from the job's YAML (its `index` section), exactly as the job's own
+index step reads them. Without --shards the index is built (or updated) on the
+driver, streaming the table; with --shards N an IVF index is trained on the
+driver and its shards are filled on N Spark tasks, then merged
+(inbedder/index/shards.py).
 """
 
 from __future__ import annotations
@@ -13,36 +18,54 @@ import argparse
 import sys
 from pathlib import Path
 
-from inbedder.index import BuildOptions, IndexError_, build_or_update
-from inbedder.tables import TableError
+from inbedder.errors import InBedderError
+from inbedder.index import BuildOptions, IndexBuildError, build_or_update
 
 
-def main(argv: list[str] | None = None) -> int:
+def plan_from_args(argv: list[str] | None = None) -> tuple[str, str, list[str], BuildOptions, int]:
+    """(table, index folder, instructions, build options, shards) from the command line or the job config."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--table", required=True)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--config", help="the job's YAML: table, index folder, instructions and index settings")
+    ap.add_argument("--table")
+    ap.add_argument("--out")
     ap.add_argument("--instruction", action="append", default=[])
     ap.add_argument("--metric", default="cosine", choices=["cosine", "inner_product", "l2"])
     ap.add_argument("--memory-budget-gb", type=float, default=8.0)
+    ap.add_argument("--recall-target", type=float, default=0.95)
     ap.add_argument("--shards", type=int, default=0, help="build IVF shards on this many Spark tasks")
     args = ap.parse_args(argv)
-    options = BuildOptions(metric=args.metric, memory_budget_bytes=int(args.memory_budget_gb * 2**30))
+    if args.config:
+        from inbedder.job.settings import load_config
+
+        config = load_config(args.config)
+        if not config.index.out:
+            raise IndexBuildError(f"{args.config} has no index.out: set the folder the indexes go to")
+        return (config.output.path, config.index.out, args.instruction or list(config.instructions),
+                config.index.build_options(), args.shards)
+    if not (args.table and args.out):
+        ap.error("give --config, or --table and --out")
+    return (args.table, args.out, args.instruction,
+            BuildOptions.from_settings(args.metric, args.memory_budget_gb, args.recall_target), args.shards)
+
+
+def main(argv: list[str] | None = None) -> int:
     try:
-        if args.shards:
+        table, out, instructions, options, shards = plan_from_args(argv)
+        if shards:
             from pyspark.sql import SparkSession
 
-            from inbedder.index_shards import build_index_on_spark
+            from inbedder.index.shards import build_index_on_spark
 
+            if not instructions:
+                raise IndexBuildError("--shards needs --instruction NAME (one index per instruction)")
             spark = SparkSession.builder.appName("inbedder-index").getOrCreate()
-            for name in args.instruction or []:
-                m = build_index_on_spark(spark, args.table, name, Path(args.out) / name, options, args.shards)
+            for name in instructions:
+                m = build_index_on_spark(spark, table, name, Path(out) / name, options, shards)
                 print(f"{name}: {m.factory} {m.rows} rows recall@10 {m.recall_at_10}")
-            if not args.instruction:
-                raise IndexError_("--shards needs --instruction NAME (one index per instruction)")
         else:
-            for name, (m, counts) in build_or_update(args.table, args.out, args.instruction or None, options).items():
+            for name, (m, counts) in build_or_update(table, out, instructions or None, options).items():
                 print(f"{name}: {m.factory} {m.rows} rows recall@10 {m.recall_at_10} {counts}")
-    except (TableError, IndexError_) as exc:
+    except InBedderError as exc:
         print(f"build_index failed: {exc}", file=sys.stderr)
         return 1
     return 0

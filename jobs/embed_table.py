@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from inbedder.cli import run_embed
+from inbedder.job.entry import run_embed
 
 
 def main(argv: list[str] | None = None) -> int:

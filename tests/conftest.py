@@ -22,18 +22,18 @@ def write_output(path, model, keys: list[str], texts: list[str], *, with_text: b
 
     import pyarrow as pa
 
-    from inbedder import tables
-    from inbedder.tables import OutputMeta
+    from inbedder import lake
+    from inbedder.lake import OutputMeta
 
     vectors = model.encode(texts, QUESTION)
-    columns = {"id": keys, tables.KEY_HASH: [hashlib.sha256(t.encode()).hexdigest() for t in texts]}
+    columns = {"id": keys, lake.KEY_HASH: [hashlib.sha256(t.encode()).hexdigest() for t in texts]}
     if with_text:
         columns["text"] = texts
     data = pa.table(columns | {"q_embedding": pa.array(list(vectors), type=pa.list_(pa.float32())),
-                               tables.ERROR: pa.array([None] * len(keys), type=pa.string())})
+                               lake.ERROR: pa.array([None] * len(keys), type=pa.string())})
     meta = OutputMeta(model.model_name, model.fingerprint, model.template, model.dim, "id", {"q": QUESTION})
-    wave = tables.delta_transaction_version(str(path), "t") + 1
-    tables.commit_delta_wave(str(path), data, "id", meta, "t", wave,
+    wave = lake.delta_transaction_version(str(path), "t") + 1
+    lake.commit_delta_wave(str(path), data, "id", meta, "t", wave,
                              update_columns=[c for c in data.column_names if c != "id"])
 
 
@@ -49,7 +49,7 @@ def _save_tiny(kind: str, out: Path, default_dir: Path) -> Path:
     from transformers import (AutoTokenizer, LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM,
                               RobertaConfig, RobertaForMaskedLM)
 
-    from inbedder.baselines import minilm_dir
+    from inbedder.evaluation.baselines import minilm_dir
 
     torch.manual_seed(0)
     if kind == "roberta":
@@ -131,9 +131,9 @@ def cluster():
     """One local Spark session and one loopback Ray cluster for every job test."""
     import ray
 
-    from inbedder.config import load_config
-    from inbedder.job import start_spark
-    from inbedder.local_cluster import start_local_ray
+    from inbedder.job.settings import load_config
+    from inbedder.job.cluster import start_spark
+    from inbedder.job.local_cluster import start_local_ray
 
     config = load_config(base={"input.path": "x", "input.key": "k", "input.text": "t", "instructions": {"q": "?"},
                                "output.path": "y"})

@@ -60,8 +60,7 @@ def test_the_dag_loads_with_embed_then_index(tmp_path):
     assert embed["application"].endswith("jobs/embed_table.py") and embed["retries"] == 4
     assert embed["args"][:2] == ["--config", str(tmp_path / "job.yaml")] and "index.out=null" in embed["args"]
     assert index["upstream"] == ["embed"] and index["application"].endswith("jobs/build_index.py")
-    assert index["args"] == ["--table", "s3://lake/embeddings/tickets", "--out", "s3://lake/indexes/tickets",
-                             "--metric", "inner_product"]
+    assert index["args"] == ["--config", str(tmp_path / "job.yaml")]  # the index section whole, not one flag
     assert embed["conf"] == {"spark.executor.memory": "8g"} and embed["conn_id"] == "spark_default"
 
 

@@ -37,8 +37,8 @@ def test_missing_model_fails_with_reason(tmp_path):
 
 
 def test_embed_failures_print_one_line_and_log_the_detail(tmp_path, monkeypatch, capsys):
-    import inbedder.job
-    from inbedder.cli import run_embed
+    import inbedder.job.run
+    from inbedder.job.entry import run_embed
 
     monkeypatch.setenv("INBEDDER_CACHE", str(tmp_path / "cache"))
     (tmp_path / "out").write_text("a file")
@@ -48,10 +48,10 @@ def test_embed_failures_print_one_line_and_log_the_detail(tmp_path, monkeypatch,
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "does not exist" in err and "Traceback" not in err
 
-    def broken(config, log):
+    def broken(config):
         raise RuntimeError("something deep\nwith a second line")
 
-    monkeypatch.setattr(inbedder.job, "run_job", broken)
+    monkeypatch.setattr(inbedder.job.run, "run_job", broken)
     assert run_embed(None, [], base) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "RuntimeError: something deep" in err

@@ -12,11 +12,11 @@ import pytest
 from click.testing import CliRunner
 from deltalake import DeltaTable
 
-from inbedder import InBedder, tables
+from inbedder import InBedder, lake
 from inbedder.clusters import (ClusterError, ClusterOptions, cluster_table, distinguishing_words, head_tokens,
                                read_vectors, write_clusters, write_report)
-from inbedder.index import VectorSource
-from inbedder.tables import KEY_HASH, OutputMeta
+from inbedder.lake import VectorSource
+from inbedder.lake import KEY_HASH, OutputMeta
 
 from .conftest import QUESTION, output_table, write_output
 
@@ -74,7 +74,7 @@ def test_parquet_output_gets_the_column_too(tmp_path, llama, banking_texts):
                      KEY_HASH: [hashlib.sha256(t.encode()).hexdigest() for t in texts],
                      "q_embedding": pa.array(list(llama.encode(texts, QUESTION)), type=pa.list_(pa.float32()))})
     meta = OutputMeta(llama.model_name, llama.fingerprint, llama.template, llama.dim, "id", {"q": QUESTION})
-    tables.write_parquet_output(str(tmp_path / "pq"), [data], meta, data.schema)
+    lake.write_parquet_output(str(tmp_path / "pq"), [data], meta, data.schema)
     texts_table = tmp_path / "input.parquet"
     pq.write_table(pa.table({"id": data.column("id"), "body": texts}), texts_table)
     result, _, _ = cluster_table(str(tmp_path / "pq"), "q", ClusterOptions(k=2, sample_per_cluster=2,
@@ -82,20 +82,20 @@ def test_parquet_output_gets_the_column_too(tmp_path, llama, banking_texts):
     written = pq.read_table(tmp_path / "pq")
     assert written.num_rows == 40 and written.column("q_cluster").null_count == 0
     assert written.column("q_embedding").to_pylist() == data.column("q_embedding").to_pylist()
-    assert tables.existing_output(str(tmp_path / "pq"), "parquet").meta == meta
+    assert lake.existing_output(str(tmp_path / "pq"), "parquet").meta == meta
     assert all(n["text"] in texts for c in result.clusters for n in c.nearest)
 
 
 def test_clear_errors(table, llama, tiny_dirs, tmp_path, banking_texts):
     other = InBedder.from_pretrained(str(tiny_dirs["opt"]))
-    with pytest.raises(ClusterError, match="did not make the vectors"):
+    with pytest.raises(ClusterError, match="holds vectors from model .* not comparable"):
         cluster_table(str(table), "q", ClusterOptions(k=2), other)
     with pytest.raises(ClusterError, match="k must be between 2 and"):
         cluster_table(str(table), "q", ClusterOptions(k=500), llama)
     write_output(tmp_path / "notext", llama, ["a", "b", "c"], banking_texts[:3], with_text=False)
     with pytest.raises(ClusterError, match="--texts"):
         cluster_table(str(tmp_path / "notext"), "q", ClusterOptions(k=2), llama)
-    with pytest.raises(tables.TableError, match="never embedded"):
+    with pytest.raises(lake.TableError, match="never embedded"):
         cluster_table(str(table), "nope", ClusterOptions(k=2), llama)
     assert "q_cluster" not in _rows(tmp_path / "notext")["a"]  # a refused run writes nothing
 
@@ -130,7 +130,7 @@ def test_cli_cluster_writes_report_plot_and_column(table, tiny_dirs, tmp_path):
     assert saved["k"] == 3 and len(saved["clusters"]) == 3 and "wrote column q_cluster" in result.stdout
     refused = CliRunner().invoke(main, ["cluster", "--model", str(tiny_dirs["opt"]), "--table", str(table),
                                         "--instruction", "q", "-k", "3"])
-    assert refused.exit_code == 1 and "did not make the vectors" in refused.output
+    assert refused.exit_code == 1 and "not comparable" in refused.output
 
 
 def test_report_without_write_back(table, llama, tmp_path):

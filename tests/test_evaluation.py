@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from inbedder.evaluation import (EvalOptions, InBedderUnderTest, acceptance, acceptance_markdown, clustering_eval,
-                                 diagonal_margins, evaluate, facet_table, robustness_eval, stsb_eval, to_markdown,
-                                 write_results)
+from inbedder.evaluation.compare import acceptance, acceptance_markdown
+from inbedder.evaluation.harness import (EvalOptions, InBedderUnderTest, clustering_eval, diagonal_margins, evaluate,
+                                         facet_table, robustness_eval, stsb_eval, to_markdown, write_results)
 
 from .conftest import DATA
 
@@ -204,7 +204,7 @@ def test_acceptance_passes_a_question_following_model_and_fails_a_blind_one(eval
 
 
 def test_v_measure_averages_over_kmeans_seeds():
-    from inbedder.evaluation import v_measure
+    from inbedder.evaluation.harness import v_measure
 
     rng = np.random.default_rng(5)
     labels = rng.integers(0, 6, 300)
@@ -245,8 +245,8 @@ def test_cli_eval_compares_with_earlier_results_and_more_models(eval_data, tiny_
 
 
 def test_transfer_scores_the_held_out_domains_under_both_questions(tmp_path):
-    from inbedder.evaluation import TRANSFER_QUESTIONS, transfer_eval
-    from inbedder.training_data import HELD_OUT_DOMAINS
+    from inbedder.evaluation.harness import TRANSFER_QUESTIONS, transfer_eval
+    from inbedder.evaluation.harness import HELD_OUT_DOMAINS
 
     rng = np.random.default_rng(0)
     domains = ["Hotels", *HELD_OUT_DOMAINS]

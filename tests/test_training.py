@@ -16,8 +16,8 @@ from safetensors.torch import load_file
 from inbedder import InBedder
 from inbedder.engine import ModelLoadError
 from inbedder.engine.prompts import PromptTokenizer
-from inbedder.training import (IGNORE, TrainConfig, TrainingError, batches_for_step, encode_example, epoch_order,
-                               train)
+from inbedder.training.trainer import (IGNORE, TrainConfig, TrainingError, batches_for_step, encode_example,
+                                       epoch_order, train)
 
 from .conftest import DATA
 
@@ -66,7 +66,7 @@ def test_a_long_input_is_cut_on_the_left_and_the_answer_kept(tiny_dirs):
 
 
 def test_training_lowers_the_answer_loss(tiny_dirs, rows_file, tmp_path):
-    folder = train(_config(tiny_dirs, rows_file, tmp_path / "run", method="full", lr=1e-2), log=lambda m: None)
+    folder = train(_config(tiny_dirs, rows_file, tmp_path / "run", method="full", lr=1e-2))
     record = json.loads((folder / "inbedder_adapter.json").read_text())
     history = json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["history"]
     validation = [h["validation_loss"] for h in history if "validation_loss" in h]
@@ -74,19 +74,18 @@ def test_training_lowers_the_answer_loss(tiny_dirs, rows_file, tmp_path):
 
 
 def test_a_stopped_and_resumed_run_equals_an_uninterrupted_one(tiny_dirs, rows_file, tmp_path):
-    train(_config(tiny_dirs, rows_file, tmp_path / "whole", max_steps=6), log=lambda m: None)
-    train(_config(tiny_dirs, rows_file, tmp_path / "parts", max_steps=3), log=lambda m: None)
+    train(_config(tiny_dirs, rows_file, tmp_path / "whole", max_steps=6))
+    train(_config(tiny_dirs, rows_file, tmp_path / "parts", max_steps=3))
     with pytest.raises(TrainingError, match="--resume"):
-        train(_config(tiny_dirs, rows_file, tmp_path / "parts", max_steps=6), log=lambda m: None)
-    train(_config(tiny_dirs, rows_file, tmp_path / "parts", max_steps=6), resume=True, log=lambda m: None)
+        train(_config(tiny_dirs, rows_file, tmp_path / "parts", max_steps=6))
+    train(_config(tiny_dirs, rows_file, tmp_path / "parts", max_steps=6), resume=True)
     whole = load_file(tmp_path / "whole" / "checkpoint" / "trainable.safetensors")
     parts = load_file(tmp_path / "parts" / "checkpoint" / "trainable.safetensors")
     written = {f.name for f in (tmp_path / "parts" / "checkpoint").iterdir()}
     assert written == {"trainable.safetensors", "optimizer.safetensors", "optimizer.json", "state.json"}  # no pickle
     assert whole.keys() == parts.keys() and all(torch.equal(whole[k], parts[k]) for k in whole)
     with pytest.raises(TrainingError, match="lr"):
-        train(_config(tiny_dirs, rows_file, tmp_path / "parts", max_steps=8, lr=1e-3), resume=True,
-              log=lambda m: None)
+        train(_config(tiny_dirs, rows_file, tmp_path / "parts", max_steps=8, lr=1e-3), resume=True)
 
 
 def test_grouping_by_length_keeps_every_row_once_and_cuts_padding():
@@ -112,12 +111,10 @@ def test_grouping_by_length_keeps_every_row_once_and_cuts_padding():
 
 
 def test_a_length_grouped_run_trains_and_resumes_exactly(tiny_dirs, rows_file, tmp_path):
-    train(_config(tiny_dirs, rows_file, tmp_path / "whole", max_steps=4, batch_size=2, group_by_length=True),
-          log=lambda m: None)
-    train(_config(tiny_dirs, rows_file, tmp_path / "parts", max_steps=2, batch_size=2, group_by_length=True),
-          log=lambda m: None)
+    train(_config(tiny_dirs, rows_file, tmp_path / "whole", max_steps=4, batch_size=2, group_by_length=True))
+    train(_config(tiny_dirs, rows_file, tmp_path / "parts", max_steps=2, batch_size=2, group_by_length=True))
     train(_config(tiny_dirs, rows_file, tmp_path / "parts", max_steps=4, batch_size=2, group_by_length=True),
-          resume=True, log=lambda m: None)
+          resume=True)
     whole = load_file(tmp_path / "whole" / "checkpoint" / "trainable.safetensors")
     parts = load_file(tmp_path / "parts" / "checkpoint" / "trainable.safetensors")
     written = {f.name for f in (tmp_path / "parts" / "checkpoint").iterdir()}
@@ -126,7 +123,7 @@ def test_a_length_grouped_run_trains_and_resumes_exactly(tiny_dirs, rows_file, t
 
 
 def test_the_adapter_loads_into_the_engine_with_its_own_fingerprint(tiny_dirs, rows_file, tmp_path):
-    folder = train(_config(tiny_dirs, rows_file, tmp_path / "run", epochs=1), log=lambda m: None)
+    folder = train(_config(tiny_dirs, rows_file, tmp_path / "run", epochs=1))
     plain = InBedder.from_pretrained(str(tiny_dirs["llama"]))
     tuned = InBedder.from_pretrained(str(tiny_dirs["llama"]), adapter=str(folder))
     assert tuned.fingerprint != plain.fingerprint and tuned.model_name.endswith(" + adapter run")  # RUN/adapter
@@ -153,7 +150,7 @@ def test_plain_lora_merges_without_peft_exactly_as_peft_does(tiny_dirs, rows_fil
 
     from inbedder.engine.loading import merge_plain_lora
 
-    folder = train(_config(tiny_dirs, rows_file, tmp_path / "run", epochs=1, lr=5e-2), log=lambda m: None)
+    folder = train(_config(tiny_dirs, rows_file, tmp_path / "run", epochs=1, lr=5e-2))
     ours = AutoModelForCausalLM.from_pretrained(tiny_dirs["llama"])
     assert merge_plain_lora(ours, folder)
     theirs = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_dirs["llama"]), folder)
@@ -170,14 +167,12 @@ def test_plain_lora_merges_without_peft_exactly_as_peft_does(tiny_dirs, rows_fil
 
 
 def test_top_layers_trains_only_the_top_and_masked_lms_train_too(tiny_dirs, rows_file, tmp_path):
-    folder = train(_config(tiny_dirs, rows_file, tmp_path / "top", method="top_layers", top_layers=1, epochs=1),
-                   log=lambda m: None)
+    folder = train(_config(tiny_dirs, rows_file, tmp_path / "top", method="top_layers", top_layers=1, epochs=1))
     trained = load_file(folder / "trained_weights.safetensors")
     assert trained and all(".layers.1." in k for k in trained)
     tuned = InBedder.from_pretrained(str(tiny_dirs["llama"]), adapter=str(folder))
     assert tuned.encode(["hello"], "What?").shape == (1, 64)
-    masked = train(_config(tiny_dirs, rows_file, tmp_path / "roberta", model=str(tiny_dirs["roberta"]), epochs=1),
-                   log=lambda m: None)
+    masked = train(_config(tiny_dirs, rows_file, tmp_path / "roberta", model=str(tiny_dirs["roberta"]), epochs=1))
     assert InBedder.from_pretrained(str(tiny_dirs["roberta"]), adapter=str(masked)).loaded.masked
 
 
@@ -192,7 +187,7 @@ def test_unusable_training_rows_are_named(tiny_dirs, tmp_path):
 
 
 def test_training_data_keeps_evaluation_sets_out():
-    from inbedder.training_data import EVALUATION_ONLY, DataOptions, build_training_rows, used_files
+    from inbedder.training.data import EVALUATION_ONLY, DataOptions, build_training_rows, used_files
 
     assert not [f for f in used_files() for e in EVALUATION_ONLY if f.startswith(e)]
     if not (DATA / "qa").exists():
@@ -209,7 +204,7 @@ def test_training_data_keeps_evaluation_sets_out():
 
 
 def test_coarse_facet_rows_are_added_without_changing_the_others():
-    from inbedder.training_data import EMOTION_GROUPS, SENTIMENTS, DataOptions, build_training_rows, hinted
+    from inbedder.training.data import EMOTION_GROUPS, SENTIMENTS, DataOptions, build_training_rows, hinted
 
     rng = np.random.default_rng(0)
     asks = [hinted("Which area", "card", ["card", "top up", "bank transfer", "currency exchange"], rng)
@@ -239,7 +234,7 @@ def test_coarse_facet_rows_are_added_without_changing_the_others():
 
 def _keyword_embed(texts: list[str]) -> np.ndarray:
     """A stand-in for MiniLM: one axis per subject, set when the text names that subject's first keyword."""
-    from inbedder.training_data import SUBJECTS
+    from inbedder.training.data import SUBJECTS
 
     keys = [description.split(",")[0].split()[-1] for description in SUBJECTS.values()]
     vectors = np.array([[float(k in t.lower()) for k in keys] + [0.1] for t in texts])
@@ -247,7 +242,7 @@ def _keyword_embed(texts: list[str]) -> np.ndarray:
 
 
 def test_article_subjects_picks_the_nearest_description():
-    from inbedder.training_data import article_subjects
+    from inbedder.training.data import article_subjects
 
     got = article_subjects(["Beyonce", "Super_Bowl_50", "Nothing"],
                            ["She sold songs and music worldwide.", "The sports final of the league.", "xyz"],
@@ -257,7 +252,7 @@ def test_article_subjects_picks_the_nearest_description():
 
 
 def test_subject_facet_asks_broad_subjects_of_squad_questions_and_names_the_bank_in_area_questions():
-    from inbedder.training_data import (BANK_NAMED_AREA_HINT_QUESTIONS, BANK_NAMED_AREA_QUESTIONS, SUBJECT_QUESTIONS,
+    from inbedder.training.data import (BANK_NAMED_AREA_HINT_QUESTIONS, BANK_NAMED_AREA_QUESTIONS, SUBJECT_QUESTIONS,
                                         SUBJECTS, DataOptions, build_training_rows)
 
     if not (DATA / "qa").exists():
@@ -288,8 +283,8 @@ def test_the_shipped_training_configs_validate(path):
 
 
 def test_request_facets_ask_each_text_twice_and_keep_held_out_domains_out():
-    from inbedder.training_data import (HELD_OUT_DOMAINS, SGD_DOMAIN_ANSWERS, DataOptions, build_training_rows,
-                                        split_camel)
+    from inbedder.evaluation.harness import HELD_OUT_DOMAINS
+    from inbedder.training.data import SGD_DOMAIN_ANSWERS, DataOptions, build_training_rows, split_camel
 
     assert split_camel("SearchOnewayFlight") == "search oneway flight"
     if not (DATA / "sgd").exists():
@@ -314,13 +309,15 @@ def test_request_facets_ask_each_text_twice_and_keep_held_out_domains_out():
     assert all(len(r["answer"].split()) <= 8 for r in requests)
 
 
-def test_bf16_on_a_cpu_without_it_trains_in_fp32_exactly_as_fp32_does(tiny_dirs, rows_file, tmp_path, monkeypatch):
+def test_bf16_on_a_cpu_without_it_trains_in_fp32_exactly_as_fp32_does(tiny_dirs, rows_file, tmp_path, monkeypatch,
+                                                                        caplog):
     from inbedder.engine import hardware
 
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2"}))
-    said: list[str] = []
-    train(_config(tiny_dirs, rows_file, tmp_path / "bf16", max_steps=2, bf16=True), log=said.append)
-    train(_config(tiny_dirs, rows_file, tmp_path / "fp32", max_steps=2), log=lambda m: None)
+    with caplog.at_level("INFO", logger="inbedder"):
+        train(_config(tiny_dirs, rows_file, tmp_path / "bf16", max_steps=2, bf16=True))
+    said = [r.getMessage() for r in caplog.records]
+    train(_config(tiny_dirs, rows_file, tmp_path / "fp32", max_steps=2))
     assert any("no native bf16" in m and "fp32" in m for m in said)
     a = load_file(tmp_path / "bf16" / "checkpoint" / "trainable.safetensors")
     b = load_file(tmp_path / "fp32" / "checkpoint" / "trainable.safetensors")
@@ -328,7 +325,7 @@ def test_bf16_on_a_cpu_without_it_trains_in_fp32_exactly_as_fp32_does(tiny_dirs,
 
 
 def test_answer_loss_equals_the_models_own_loss_on_a_ragged_batch(tiny_dirs):
-    from inbedder.training import answer_loss, collate, prepare_model
+    from inbedder.training.trainer import answer_loss, collate, prepare_model
 
     model = InBedder.from_pretrained(str(tiny_dirs["llama"])).loaded
     config = TrainConfig(model=str(tiny_dirs["llama"]), train="unused", out="unused", max_length=64)

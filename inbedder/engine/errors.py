@@ -1,22 +1,10 @@
-"""Errors the engine raises; each names what is wrong and where."""
+"""The engine's errors (subclasses of the package's one root, `inbedder.errors.InBedderError`)."""
 
 from __future__ import annotations
 
+from inbedder.errors import InBedderError, InvalidInputError, ModelLoadError
 
-class InBedderError(Exception):
-    """Base class so callers can catch every engine failure in one place."""
-
-
-class ModelLoadError(InBedderError):
-    """A model could not be found, reached or loaded safely."""
-
-
-class InvalidInputError(InBedderError, ValueError):
-    """Bad texts or instructions; `problems` lists (position or name, reason)."""
-
-    def __init__(self, message: str, problems: list[tuple[object, str]] | None = None):
-        self.problems = problems or []
-        super().__init__(message)
+__all__ = ["InBedderError", "InvalidInputError", "ModelLoadError", "describe_problems"]
 
 
 def describe_problems(problems: list[tuple[object, str]], limit: int = 5) -> str:

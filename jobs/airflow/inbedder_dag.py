@@ -40,7 +40,6 @@ def job_settings(path: Path) -> dict:
         "name": config.get("run_id") or Path(str(config["output"]["path"])).name,
         "output": config["output"]["path"],
         "index_out": (config.get("index") or {}).get("out"),
-        "metric": (config.get("index") or {}).get("metric", "cosine"),
         "spark_conf": {str(k): str(v) for k, v in (spark.get("conf") or {}).items()},
     }
 
@@ -77,8 +76,8 @@ with DAG(
         index = SparkSubmitOperator(
             task_id="index",
             application=str(JOBS_DIR / "build_index.py"),
-            application_args=["--table", str(settings["output"]), "--out", str(settings["index_out"]),
-                              "--metric", str(settings["metric"])],
+            # every index setting (metric, memory budget, recall target) is read from the job's own config
+            application_args=["--config", str(JOB_CONFIG)],
             conn_id=SPARK_CONN,
             conf=settings["spark_conf"],
             name=f"inbedder-index-{settings['name']}",

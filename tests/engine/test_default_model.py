@@ -103,7 +103,7 @@ def test_a_missing_shipped_adapter_is_named(monkeypatch, tmp_path):
 def test_the_default_follows_the_question_where_zero_shot_does_not(default_model, zero_shot, massive_sample):
     """On held-out MASSIVE texts (never trained on): the intent question groups by intent far
     better than zero-shot does, and the answers name the scenario when asked for it."""
-    from inbedder.evaluation import TWO_FACET_SETS, v_measure
+    from inbedder.evaluation.harness import TWO_FACET_SETS, v_measure
 
     texts = [r["text"] for r in massive_sample]
     intents = [r["intent"] for r in massive_sample]

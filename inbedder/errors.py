@@ -1,0 +1,66 @@
+"""Every error the product raises on purpose: one root, one subclass per stage.
+
+Entry points catch `InBedderError` and print its message as one line; the message
+names the problem and the fix. Anything else is a defect and goes to the log
+with its traceback.
+"""
+
+from __future__ import annotations
+
+
+class InBedderError(Exception):
+    """The root: a failure the user can act on, described in one line."""
+
+
+class ConfigError(InBedderError, ValueError):
+    """The configuration is invalid; the message names every wrong field."""
+
+
+class ModelLoadError(InBedderError):
+    """A model could not be found, reached or loaded safely."""
+
+
+class InvalidInputError(InBedderError, ValueError):
+    """Bad texts or instructions; `problems` lists (position or name, reason)."""
+
+    def __init__(self, message: str, problems: list[tuple[object, str]] | None = None):
+        self.problems = problems or []
+        super().__init__(message)
+
+
+class TableError(InBedderError, ValueError):
+    """A source or output table can't be used as asked; the message says why."""
+
+
+class JobError(InBedderError):
+    """The batch job failed for a reason the user can act on (a run's limits, its cluster)."""
+
+
+class LocalClusterError(JobError):
+    """The loopback-only Ray cluster a run starts could not be started or checked."""
+
+
+class IndexBuildError(TableError):
+    """An index can't be built, updated, loaded or queried as asked."""
+
+
+class ClusterError(TableError):
+    """A cluster request that cannot be served as asked."""
+
+
+class TrainingError(InBedderError, ValueError):
+    """Training data or settings that can't be used; the message says which."""
+
+
+class MissingExtraError(InBedderError):
+    """A command needs an optional part of the package that is not installed."""
+
+
+def require_extra(extra: str, *modules: str) -> None:
+    """Fail in one line naming the `pip install` when an optional dependency is missing."""
+    from importlib.util import find_spec
+
+    missing = [m for m in modules if find_spec(m) is None]
+    if missing:
+        raise MissingExtraError(f"this needs {', '.join(missing)}, part of the [{extra}] extra: "
+                                f"pip install 'inbedder[{extra}]'")

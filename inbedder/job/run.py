@@ -1,0 +1,299 @@
+"""The batch job: a Spark DataFrame streamed through Ray replicas, committed to the lake.
+
+Spark reads and schedules; Ray holds the models; `lake` commits. A run is:
+check (before anything starts) -> plan (one Spark read of the source and the
+output's state) -> execute the plan's waves through the replicas, one commit
+each -> finish (deletions, metadata) -> the optional index step. A re-run whose
+plan is empty starts neither Ray nor the model.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from inbedder import lake
+from inbedder.errors import JobError, TableError
+from inbedder.job.cluster import ray_cluster, start_spark
+from inbedder.job.plan import (Plan, check_existing, check_key_unchanged, check_source, default_run_id,
+                               made_by_this_model, meta_with, plan_instructions)
+from inbedder.job.replicas import PoolHandle, start_pool
+from inbedder.job.report import InstructionCounts, RunReport
+from inbedder.job.settings import JobConfig
+from inbedder.job.spark import existing_state, read_source, spark_failures_explained
+from inbedder.job.waves import WaveCounters, output_schema, run_wave
+from inbedder.lake import ERROR, KEY_HASH, OutputMeta, answer_column, embedding_column, quote
+from inbedder.console import PolledProgress
+
+log = logging.getLogger(__name__)
+
+
+def run_job(config: JobConfig) -> RunReport:
+    """Run the job the configuration describes; raises an `InBedderError` subclass on a user-fixable problem."""
+    started = time.perf_counter()
+    snapshot = lake.open_snapshot(config.input.path, config.input.format, config.input.version)
+    check_source(snapshot, config)
+    run_id = config.run_id or default_run_id(config, snapshot.version)
+    existing = lake.existing_output(config.output.path, config.output.format)
+    check_key_unchanged(existing, snapshot, config)
+    run = _Run(config, snapshot, existing, RunReport(run_id, config.input.path, snapshot.version,
+                                                     config.output.path, config.output.format), started)
+    if made_by_this_model(existing, config):
+        run.rerun()
+    else:
+        run.first_run()
+    report = run.report
+    if config.index.out:
+        report.seconds["index"] = _index_step(config)
+    report.seconds["total"] = time.perf_counter() - started
+    report.error_rate = report.rows_failed / report.rows_read if report.rows_read else 0.0
+    report.status = "succeeded"
+    if report.error_rate > config.max_error_rate:
+        report.status = "failed"
+        raise JobError(f"{report.rows_failed} of {report.rows_read} rows failed ({report.error_rate:.1%}), over "
+                       f"max_error_rate {config.max_error_rate:.1%}; the rows and their errors are in the output")
+    return report
+
+
+def _index_step(config: JobConfig) -> float:
+    from inbedder.index import build_or_update
+
+    t0 = time.perf_counter()
+    assert config.index.out is not None
+    for name, (manifest, counts) in build_or_update(config.output.path, config.index.out, list(config.instructions),
+                                                    config.index.build_options()).items():
+        log.info("index %s: %s %d rows, recall@10 %s %s", name, manifest.factory, manifest.rows,
+                 manifest.recall_at_10, counts)
+    return time.perf_counter() - t0
+
+
+@dataclass
+class _Run:
+    """One run's inputs and its report, shared by its steps (the only state they mutate is the report)."""
+
+    config: JobConfig
+    snapshot: lake.Snapshot
+    existing: lake.ExistingOutput | None
+    report: RunReport
+    started: float
+
+    # --- the two ways a run starts ---------------------------------------------------
+
+    def rerun(self) -> None:
+        """Plan first, and start Ray and the model only when some row needs a vector: an unchanged source costs
+        one Spark read, no replica."""
+        spark, own_spark = start_spark(self.config)
+        try:
+            with spark_failures_explained():
+                plan = self.plan(spark)
+                if plan.rows_to_embed == 0:
+                    self.finish_without_replicas(plan)
+                    return
+            with ray_cluster(self.config) as address:
+                self.with_replicas(lambda: spark, address, plan)
+        finally:
+            if own_spark:
+                spark.stop()
+
+    def first_run(self) -> None:
+        """The JVM starts while Ray starts and the replicas load their model: the two waits overlap."""
+        with ThreadPoolExecutor(1, thread_name_prefix="spark-start") as pool:
+            spark_future = pool.submit(start_spark, self.config)
+            try:
+                with ray_cluster(self.config) as address:
+                    self.with_replicas(lambda: spark_future.result()[0], address, None)
+            finally:
+                if spark_future.exception() is None:
+                    spark, own_spark = spark_future.result()
+                    if own_spark:
+                        spark.stop()
+
+    def with_replicas(self, spark_ready: Callable[[], object], address: str, plan: Plan | None) -> None:
+        import ray
+
+        config, report = self.config, self.report
+        attempt = uuid.uuid4().hex[:8]  # this process's try at the run: names its replicas and staging
+        handle, actors = start_pool(config, address, f"{report.run_id[:8]}-{attempt}")
+        try:
+            spark = spark_ready()
+            identity = ray.get(actors[0].identity.remote())
+            report.model, report.fingerprint = identity["model"], identity["fingerprint"]
+            meta = OutputMeta(identity["model"], identity["fingerprint"], identity["template"], identity["dim"],
+                              config.input.key, dict(config.instructions))
+            check_existing(self.existing, meta, config)
+            # a re-run planned before starting the replicas: its read time is not start-up
+            report.seconds["start_up"] = time.perf_counter() - self.started - (report.seconds["read"] if plan else 0)
+            with lake.StagingLease(config.output.path, f"{report.run_id}/{attempt}"), spark_failures_explained():
+                plan = plan or self.plan(spark)
+                self.execute(spark, plan, meta, handle, attempt)
+        finally:
+            for actor in actors:
+                ray.kill(actor)
+
+    # --- plan -------------------------------------------------------------------------
+
+    def plan(self, spark) -> Plan:
+        """One pass over the source (row count, key checks) joined with the output's keys and hashes."""
+        from pyspark.sql import functions as F
+
+        config, existing, report = self.config, self.existing, self.report
+        t_read = time.perf_counter()
+        key, text, passthrough = config.input.key, config.input.text, config.input.passthrough
+        names = list(config.instructions)
+        df = read_source(spark, self.snapshot).select(*[F.col(quote(c)) for c in (key, text, *passthrough)])
+        if config.input.filter:
+            df = df.where(config.input.filter)
+        df = df.withColumn(KEY_HASH, F.sha2(F.col(quote(text)), 256)).cache()
+        stats = df.agg(F.count(F.lit(1)).alias("rows"),
+                       F.sum(F.col(quote(key)).isNull().cast("long")).alias("nulls"),
+                       F.countDistinct(F.col(quote(key))).alias("distinct")).first()
+        report.rows_read = int(stats["rows"])
+        _check_keys(config, df, report.rows_read, int(stats["nulls"] or 0), int(stats["distinct"]))
+
+        recorded = existing.meta.instructions if existing and existing.meta else {}
+        instructions = plan_instructions(config.instructions, recorded,
+                                         set(existing.schema.names) if existing else set())
+        if instructions.changed and existing is not None and existing.format == "delta":
+            report.seconds["commit"] += self._clear_columns(instructions.changed)
+        state = existing_state(spark, config, existing, instructions.usable) if existing is not None else None
+        if state is None:
+            todo = df.select("*", *[F.lit(True).alias(f"_miss_{n}") for n in names])
+        else:
+            joined = df.join(state, df[quote(key)] == state["_k"], "left")
+            same = joined["_h"].eqNullSafe(joined[KEY_HASH]) & joined["_k"].isNotNull()
+            miss = [(~same | ~F.coalesce(F.col(f"_has_{n}"), F.lit(False))) if n in instructions.usable
+                    else F.lit(True) for n in names]
+            todo = joined.select(*[df[quote(c)] for c in df.columns],
+                                 *[m.alias(f"_miss_{n}") for n, m in zip(names, miss)])
+        todo = todo.where(" OR ".join(f"_miss_{n}" for n in names)).cache()
+        combos = {tuple(bool(r[f"_miss_{n}"]) for n in names): int(r["count"])
+                  for r in todo.groupBy(*[f"_miss_{n}" for n in names]).count().collect()}
+        report.seconds["read"] = time.perf_counter() - t_read
+        report.instructions = {n: InstructionCounts() for n in names}
+        return Plan(df, todo, combos, state, instructions)
+
+    def _clear_columns(self, changed: list[str]) -> float:
+        t0 = time.perf_counter()
+        log.info("instruction text changed for %s: clearing those vectors before re-embedding", ", ".join(changed))
+        lake.clear_columns(self.config.output.path, [embedding_column(n) for n in changed] +
+                           ([answer_column(n) for n in changed] if self.config.model.answers else []))
+        return time.perf_counter() - t0
+
+    # --- execute ------------------------------------------------------------------------
+
+    def execute(self, spark, plan: Plan, meta: OutputMeta, handle: PoolHandle, attempt: str) -> None:
+        """Embed the plan's rows wave by wave through the replicas, committing each wave, then finish."""
+        from pyspark.sql import functions as F
+
+        config, report = self.config, self.report
+        key, names = config.input.key, list(config.instructions)
+        stale = [embedding_column(n) for n in plan.instructions.stale]
+        delta = config.output.format == "delta"
+        parquet_parts: list[pa.Table] = []
+        wave_seq = lake.delta_transaction_version(config.output.path, report.run_id) + 1 if delta else 0
+        counters = WaveCounters(spark)
+        progress = PolledProgress(plan.rows_to_embed, lambda: counters.rows.value, enabled=config.progress)
+        embed_seconds = 0.0
+        try:
+            for wave in plan.waves(names, config.output.wave_rows):
+                t0 = time.perf_counter()
+                rows = plan.todo.where(" AND ".join(f"_miss_{n}" if m else f"NOT _miss_{n}"
+                                                    for n, m in zip(names, wave.missing)))
+                rows = rows.where(F.pmod(F.xxhash64(F.col(quote(key))), F.lit(wave.buckets)) == wave.bucket)
+                staged = lake.staging_dir(config.output.path, f"{report.run_id}/{attempt}/wave-{wave_seq}")
+                data = run_wave(spark, config, rows, wave.expected_rows,
+                                output_schema(config, self.snapshot.schema, list(wave.instructions)),
+                                wave.instructions, handle, staged, counters)
+                t1 = time.perf_counter()
+                embed_seconds += t1 - t0
+                self._count(data, wave.instructions)
+                if delta:
+                    version = lake.commit_delta_wave(
+                        config.output.path, data, key, meta_with(meta, self.existing), report.run_id, wave_seq,
+                        update_columns=[c for c in data.column_names if c != key], null_when_changed=stale)
+                    report.output_version = version if version is not None else report.output_version
+                    lake.remove_staging(config.output.path, f"{report.run_id}/{attempt}/wave-{wave_seq}")
+                else:
+                    parquet_parts.append(data)
+                report.waves += 1
+                wave_seq += 1
+                report.seconds["commit"] += time.perf_counter() - t1
+        finally:
+            progress.close()
+        embedded = report.rows_embedded + report.rows_failed
+        report.seconds["embed"] = embed_seconds
+        report.rows_per_second = embedded / embed_seconds if embed_seconds else 0.0
+        computed = counters.computed_tokens.value
+        report.padding_share = 1 - counters.real_tokens.value / computed if computed else 0.0
+        self.finish(plan, meta, parquet_parts)
+        lake.remove_staging(config.output.path, f"{report.run_id}/{attempt}")
+
+    def _count(self, data: pa.Table, instructions: tuple[str, ...]) -> None:
+        errors = data.num_rows - data.column(ERROR).null_count
+        self.report.rows_embedded += data.num_rows - errors
+        self.report.rows_failed += errors
+        for n in instructions:
+            self.report.instructions[n].embedded += data.num_rows - errors
+            self.report.instructions[n].failed += errors
+
+    # --- finish ---------------------------------------------------------------------------
+
+    def finish_without_replicas(self, plan: Plan) -> None:
+        """Nothing to embed: record the (possibly new) instruction set, remove gone keys, sweep staging."""
+        existing = self.existing
+        assert existing is not None and existing.meta is not None
+        meta = OutputMeta(existing.meta.model, existing.meta.fingerprint, existing.meta.template,
+                          existing.meta.dim, self.config.input.key, dict(self.config.instructions))
+        check_existing(existing, meta, self.config)
+        self.report.model, self.report.fingerprint = meta.model, meta.fingerprint
+        self.report.seconds["start_up"] = time.perf_counter() - self.started - self.report.seconds["read"]
+        self.finish(plan, meta, [])
+        lake.sweep_staging(self.config.output.path)
+        log.info("nothing to embed: the output already holds every vector (no replica was started)")
+
+    def finish(self, plan: Plan, meta: OutputMeta, parquet_parts: list[pa.Table]) -> None:
+        """Count what was skipped, remove rows whose key left the source, record the output's metadata."""
+        from pyspark.sql import functions as F
+
+        config, report, existing = self.config, self.report, self.existing
+        key, df, state = config.input.key, plan.df, plan.state
+        for c in report.instructions.values():
+            c.skipped = report.rows_read - c.embedded - c.failed
+        t_commit = time.perf_counter()
+        if config.output.format == "delta":
+            if config.output.mode == "sidecar" and state is not None:
+                # keys that left the source: an anti-join in Spark; only those reach the driver, never all keys
+                gone = state.join(df, state["_k"] == df[quote(key)], "left_anti").select("_k").toArrow().column("_k")
+                report.rows_deleted = lake.delete_keys(config.output.path, key, gone, report.run_id)
+            if report.waves == 0 and existing is not None:
+                lake.set_output_meta(config.output.path, meta_with(meta, existing))
+            report.output_version = lake.delta_version(config.output.path)
+        else:  # Parquet output is rewritten whole at each run (no log to commit to): the source keys are needed
+            keys = df.select(F.col(quote(key))).toArrow().column(key)
+            report.rows_deleted = lake.commit_parquet_output(config.output.path, existing, parquet_parts, key, keys,
+                                                             meta_with(meta, existing))
+        report.seconds["commit"] += time.perf_counter() - t_commit
+        df.unpersist()
+        plan.todo.unpersist()
+
+
+def _check_keys(config: JobConfig, df, rows: int, nulls: int, distinct: int) -> None:
+    from pyspark.sql import functions as F
+
+    key = config.input.key
+    if rows == 0:
+        raise TableError(f"input {config.input.path} has no rows to embed" +
+                         (f" after filter {config.input.filter!r}" if config.input.filter else ""))
+    if nulls:
+        raise TableError(f"input.key column {key!r} has {nulls} null value(s): every row needs a key")
+    if distinct < rows:
+        repeated = df.groupBy(F.col(quote(key))).count().where("count > 1")
+        examples = [str(r[key]) for r in repeated.limit(3).collect()]
+        raise TableError(f"input.key column {key!r} is not unique: {repeated.count()} key(s) repeat, e.g. "
+                         f"{', '.join(examples)}")

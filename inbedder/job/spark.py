@@ -1,0 +1,74 @@
+"""What the run reads with Spark: the source, the output's state, and Spark failures as one line."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from inbedder.errors import JobError
+from inbedder import lake
+from inbedder.job.settings import JobConfig
+from inbedder.lake import ERROR, KEY_HASH, embedding_column, quote, spark_uri
+
+log = logging.getLogger(__name__)
+
+
+def read_source(spark, snapshot: lake.Snapshot):
+    reader = spark.read
+    if snapshot.format == "parquet" and not lake.is_remote(snapshot.path) and os.path.isdir(snapshot.path):
+        reader = reader.option("basePath", snapshot.path)  # keeps hive partition columns
+        return reader.parquet(*snapshot.files)
+    if snapshot.format == "delta" and snapshot.partition_columns:
+        reader = reader.option("basePath", spark_uri(snapshot.path.rstrip("/")))
+    return reader.parquet(*[spark_uri(f) for f in snapshot.files])
+
+
+def existing_state(spark, config: JobConfig, existing: lake.ExistingOutput, usable: list[str]):
+    """Per output row: its key, the hash of the text its vectors came from, and which vectors it has."""
+    from pyspark.sql import functions as F
+
+    files = lake.output_files(config.output.path, existing.format)
+    if not files:
+        return None
+    out = spark.read.parquet(*[spark_uri(f) for f in files])
+    has_error = F.col(ERROR).isNotNull() if ERROR in out.columns else F.lit(False)
+    cols = [F.col(quote(config.input.key)).alias("_k"),
+            (F.col(KEY_HASH) if KEY_HASH in out.columns else F.lit(None).cast("string")).alias("_h")]
+    for name in usable:
+        cols.append((F.col(embedding_column(name)).isNotNull() | has_error).alias(f"_has_{name}"))
+    return out.select(*cols)
+
+
+@contextmanager
+def spark_failures_explained() -> Iterator[None]:
+    """A Spark or Py4J exception leaves as a one-line JobError (the Java trace stays on it as the cause)."""
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors import PySparkException
+
+    try:
+        yield
+    except (Py4JJavaError, PySparkException) as exc:
+        raise JobError(explain_spark_failure(exc)) from exc
+
+
+_FAILED_FILE = re.compile(r"error while reading file (\S+?)\.?(?:\s|$)")
+
+
+_CAUSE = re.compile(r"^Caused by: [\w.$]+: (.+)$", re.MULTILINE)
+
+
+def explain_spark_failure(exc: BaseException) -> str:
+    """One line for a Spark failure: which input file, and what to do; the Java trace goes to the log."""
+    log.debug("Spark failed", exc_info=exc)
+    text = str(exc)
+    failed = _FAILED_FILE.search(text)
+    if failed:
+        path = failed.group(1)
+        return f"Spark could not read file {path}: it {lake.unreadable_file_reason(path)}"
+    causes = _CAUSE.findall(text)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    detail = causes[-1] if causes else (lines[1] if len(lines) > 1 else lines[0] if lines else type(exc).__name__)
+    return f"Spark failed: {detail[:300]}"

@@ -1,0 +1,109 @@
+"""One wave: the plan's rows through the replicas (Spark mapInArrow) into staged Parquet files.
+
+The per-partition work (`embed_partition`) knows nothing about Spark beyond Arrow batches."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from inbedder.job.replicas import PoolClient, PoolHandle
+from inbedder.job.settings import JobConfig
+from inbedder.lake import ERROR, KEY_HASH, answer_column, embedding_column, quote, spark_uri
+
+
+def output_schema(config: JobConfig, source: pa.Schema, instructions: list[str]) -> pa.Schema:
+    key = config.input.key
+    fields = [source.field(key), pa.field(KEY_HASH, pa.string())]
+    fields += [source.field(c) for c in config.input.passthrough]
+    for name in instructions:
+        fields.append(pa.field(embedding_column(name), pa.list_(pa.float32())))
+        if config.model.answers:
+            fields.append(pa.field(answer_column(name), pa.string()))
+    fields.append(pa.field(ERROR, pa.string()))
+    return pa.schema(fields)
+
+
+class WaveCounters:
+    """Rows and tokens counted on the executors (Spark accumulators), read on the driver for the report and the
+    progress bar; a retried task counts twice, so these are statistics, never bookkeeping."""
+
+    def __init__(self, spark):
+        context = spark.sparkContext
+        self.rows, self.real_tokens, self.computed_tokens = (context.accumulator(0), context.accumulator(0),
+                                                             context.accumulator(0))
+
+    def add(self, rows: int, real_tokens: int, computed_tokens: int) -> None:
+        self.rows.add(rows)
+        self.real_tokens.add(real_tokens)
+        self.computed_tokens.add(computed_tokens)
+
+
+def embed_partition(batches: Iterator[pa.RecordBatch], client: PoolClient, questions: dict[str, str],
+                    text_col: str, schema: pa.Schema, batch_rows: int,
+                    counters: WaveCounters | None = None) -> Iterator[pa.RecordBatch]:
+    """Arrow batches in, Arrow batches with vectors out; rows keep their order."""
+
+    def requests():
+        for batch in batches:
+            for start in range(0, batch.num_rows, batch_rows):
+                chunk = batch.slice(start, batch_rows)
+                yield chunk, chunk.column(text_col).to_pylist()
+
+    for chunk, result in client.map(requests(), questions):
+        if counters is not None:
+            counters.add(chunk.num_rows, result["real_tokens"], result["computed_tokens"])
+        yield result_batch(chunk, result, questions, schema)
+
+
+def result_batch(chunk: pa.RecordBatch, result: dict, questions: dict[str, str], schema: pa.Schema) -> pa.RecordBatch:
+    failed = np.array([e is not None for e in result["errors"]], dtype=bool)
+    columns = {}
+    for f in schema:
+        if f.name in chunk.schema.names:
+            columns[f.name] = chunk.column(f.name)
+    for name in questions:
+        vectors = np.ascontiguousarray(result["vectors"][name], dtype=np.float32)
+        n, dim = vectors.shape
+        offsets = pa.array(np.arange(0, (n + 1) * dim, dim, dtype=np.int32))
+        columns[embedding_column(name)] = pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1)),
+                                                                   mask=pa.array(failed))
+        if result.get("answers"):
+            columns[answer_column(name)] = pa.array(result["answers"][name], type=pa.string())
+    columns[ERROR] = pa.array(result["errors"], type=pa.string())
+    return pa.record_batch([columns[f.name] for f in schema], schema=schema)
+
+
+def run_wave(spark, config: JobConfig, part, expected_rows: int, schema: pa.Schema, chosen: tuple[str, ...],
+             handle: PoolHandle, staged: str, counters: WaveCounters) -> pa.Table:
+    """One wave through the replicas into staged Parquet files (written by the executors), read back as one
+    Arrow table for its commit."""
+    import pyarrow.dataset as ds
+    from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    key, text_col = config.input.key, config.input.text
+    questions = {n: config.instructions[n] for n in chosen}
+    full = schema
+    # Spark's mapInArrow resolves output fields by parsed name (a dot would split one): the leg through
+    # Spark uses positional names, the Arrow side the real ones
+    keep = list(dict.fromkeys([key, KEY_HASH, text_col, *config.input.passthrough]))
+    inner_in = [f"_c{i}" for i in range(len(keep))]
+    inner_out = [f"_c{i}" for i in range(len(full))]
+    spark_schema = from_arrow_schema(pa.schema([f.with_name(n) for f, n in zip(full, inner_out)]))
+    partitions = max(1, math.ceil(expected_rows / config.spark.rows_per_partition))
+    batch_rows = config.ray.batch_rows
+
+    def embed_fn(batches):
+        client = PoolClient(handle)
+        named = (b.rename_columns(keep) for b in batches)
+        for out in embed_partition(named, client, questions, text_col, schema, batch_rows, counters):
+            yield out.rename_columns(inner_out)
+
+    out = (part.select(*[F.col(quote(c)).alias(n) for c, n in zip(keep, inner_in)]).repartition(partitions)
+           .mapInArrow(embed_fn, spark_schema))
+    out.write.mode("overwrite").parquet(spark_uri(staged))
+    return ds.dataset(staged, format="parquet").to_table().select(inner_out).rename_columns(full.names)

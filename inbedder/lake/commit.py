@@ -1,0 +1,217 @@
+"""Writing outputs: one Delta transaction per wave (idempotent), deletions, and the Parquet rewrite.
+
+Delta transactions go through delta-rs; a Parquet output has no log, so it is
+rewritten beside the old one and swapped in. Nothing here imports Spark or Ray."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from inbedder.errors import TableError
+from inbedder.fs import replace_folder
+from inbedder.lake.columns import KEY_HASH, META_KEY, clusters_made_stale_by, quote
+from inbedder.lake.meta import ExistingOutput, OutputMeta
+from inbedder.lake.paths import is_remote
+from inbedder.lake.snapshot import is_delta_table
+
+
+def app_id(run_id: str) -> str:
+    return f"inbedder:{run_id}"
+
+
+def delta_transaction_version(path: str, run_id: str) -> int:
+    from deltalake import DeltaTable
+
+    if not is_delta_table(path):
+        return -1
+    version = DeltaTable(path).transaction_version(app_id(run_id))
+    return -1 if version is None else int(version)
+
+
+def commit_delta_wave(path: str, data: pa.Table, key: str, meta: OutputMeta, run_id: str, wave: int,
+                      *, update_columns: list[str], null_when_changed: list[str] | None = None) -> int | None:
+    """Upsert one wave by key in one Delta transaction; a wave already committed is skipped.
+
+    Rows whose text changed also lose the vectors of instructions this run did not
+    compute (`null_when_changed`), so no vector outlives the text it was made from.
+    Returns the new table version, or None when this (run, wave) was committed before.
+    """
+    from deltalake.exceptions import CommitFailedError, DeltaError
+
+    attempts = 5
+    for attempt in range(attempts):
+        try:
+            return _commit_delta_wave_once(path, data, key, meta, run_id, wave, update_columns, null_when_changed)
+        except (CommitFailedError, DeltaError) as exc:
+            # another writer committed first: re-read the table and try again (the upsert is idempotent)
+            if attempt == attempts - 1 or not _is_conflict(exc):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    return None
+
+
+def _is_conflict(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return any(w in text for w in ("conflict", "already exists", "version", "concurrent", "transaction"))
+
+
+def _commit_delta_wave_once(path: str, data: pa.Table, key: str, meta: OutputMeta, run_id: str, wave: int,
+                            update_columns: list[str], null_when_changed: list[str] | None) -> int | None:
+    from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+
+    if delta_transaction_version(path, run_id) >= wave:
+        return None
+    props = CommitProperties(app_transactions=[Transaction(app_id=app_id(run_id), version=wave)],
+                             custom_metadata={"inbedder.run_id": run_id, "inbedder.wave": str(wave)})
+    if not is_delta_table(path):
+        # delta-rs refuses custom properties at creation: the description carries them atomically with
+        # the first rows, and the properties follow in the next commit
+        write_deltalake(path, data, mode="error", description=meta.to_description(), commit_properties=props)
+        set_output_meta(path, meta)
+        return DeltaTable(path).version()
+    set_output_meta(path, meta)
+    table = add_missing_columns(path, data.schema)
+    merge = table.merge(source=data, predicate=f"t.{quote(key)} = s.{quote(key)}", source_alias="s",
+                        target_alias="t", commit_properties=props)
+    present = set(pa.schema(table.schema().to_arrow()).names)
+    updates = {quote(c): f"s.{quote(c)}" for c in update_columns}
+    updates |= {quote(c): "NULL" for c in clusters_made_stale_by(update_columns) if c in present}
+    stale = [c for c in (null_when_changed or []) if c in present]
+    if stale:
+        changed = f"t.{quote(KEY_HASH)} IS DISTINCT FROM s.{quote(KEY_HASH)}"
+        merge = merge.when_matched_update(updates=updates | {quote(c): "NULL" for c in stale}, predicate=changed)
+    merge = merge.when_matched_update(updates=updates).when_not_matched_insert_all()
+    merge.execute()
+    return DeltaTable(path).version()
+
+
+def add_missing_columns(path: str, schema: pa.Schema):
+    """Add (all-NULL) columns a merge will write, in their own commit.
+
+    delta-rs's MERGE with schema evolution ignores clause predicates and cannot
+    name target-only columns; with the columns present first, neither applies.
+    """
+    from deltalake import DeltaTable, Schema
+
+    table = DeltaTable(path)
+    present = set(pa.schema(table.schema().to_arrow()).names)
+    missing = [f.with_nullable(True) for f in schema if f.name not in present]
+    if missing:
+        table.alter.add_columns(Schema.from_arrow(pa.schema(missing)).fields)
+        table = DeltaTable(path)
+    return table
+
+
+def set_output_meta(path: str, meta: OutputMeta) -> None:
+    from deltalake import DeltaTable
+
+    table = DeltaTable(path)
+    wanted = meta.to_properties()
+    if OutputMeta.from_properties(dict(table.metadata().configuration)) != meta:
+        table.alter.set_table_properties(wanted, raise_if_not_exists=False)
+
+
+def clear_columns(path: str, columns: list[str]) -> None:
+    """Null whole columns (an instruction's question changed: its old vectors answer another question)."""
+    from deltalake import DeltaTable
+
+    table = DeltaTable(path)
+    present = set(pa.schema(table.schema().to_arrow()).names)
+    updates = {quote(c): "NULL" for c in columns if c in present}
+    if updates:
+        table.update(updates=updates)
+
+
+def commit_parquet_output(path: str, existing: ExistingOutput | None, parts: list[pa.Table], key: str,
+                          source_keys: pa.Array, meta: OutputMeta) -> int:
+    """Old rows that were not re-embedded, plus this run's rows, minus keys gone from the source."""
+    import pyarrow.compute as pc
+
+    new = pa.concat_tables(parts, promote_options="permissive") if parts else None
+    previous = ds.dataset(path, format="parquet").to_table() if existing is not None else None
+    old = previous
+    deleted = 0
+    if old is not None:
+        keep = pc.is_in(old.column(key), value_set=source_keys)
+        deleted = len(old) - pc.sum(keep).as_py()
+        old = old.filter(keep)
+        if new is not None:
+            old = old.filter(pc.invert(pc.is_in(old.column(key), value_set=new.column(key))))
+            replaced_cols = [c for c in new.column_names if c != key]
+            stale = set(clusters_made_stale_by(replaced_cols))
+            carry = [c for c in old.column_names if (c not in replaced_cols or c == key) and c not in stale]
+            # rows re-embedded for some instructions keep their other vectors
+            new = _fill_from(new, previous, key, carry)
+    if new is None and old is None:
+        return 0
+    combined = pa.concat_tables([t for t in (old, new) if t is not None], promote_options="permissive")
+    if new is None and deleted == 0 and existing is not None and existing.meta == meta:
+        return 0
+    write_parquet_output(path, [combined], meta, combined.schema)
+    return deleted
+
+
+def _fill_from(new: pa.Table, old: pa.Table, key: str, carry: list[str]) -> pa.Table:
+    """Columns the new rows lack, taken from the same keys' old rows (vectors of other instructions)."""
+    missing = [c for c in carry if c not in new.column_names]
+    if not missing:
+        return new
+    return new.join(old.select([key, *missing]), key, join_type="left outer")
+
+
+def delete_keys(path: str, key: str, gone: pa.Array, run_id: str) -> int:
+    """Remove the output rows whose key left the source (found by the job's anti-join), in one transaction."""
+    from deltalake import CommitProperties, DeltaTable
+
+    if len(gone) == 0:
+        return 0
+    table = DeltaTable(path)
+    source = pa.table({key: gone})
+    table.merge(source=source, predicate=f"t.{quote(key)} = s.{quote(key)}", source_alias="s", target_alias="t",
+                commit_properties=CommitProperties(custom_metadata={"inbedder.run_id": run_id})
+                ).when_matched_delete().execute()
+    return len(gone)
+
+
+def write_parquet_output(path: str, tables: Iterable[pa.Table], meta: OutputMeta, schema: pa.Schema) -> None:
+    """Write a whole Parquet dataset beside the old one, then swap directories.
+
+    Plain Parquet has no transaction log: readers see either the old or the new
+    dataset (or, for an instant, none), never a mix.
+    """
+    if is_remote(path):
+        raise TableError("Parquet output to object storage has no atomic commit here: use output.format=delta")
+    schema = schema.with_metadata({META_KEY: json.dumps(meta.__dict__)})
+
+    def fill(folder: Path) -> None:
+        with pq.ParquetWriter(folder / "part-00000.parquet", schema) as writer:
+            for t in tables:
+                writer.write_table(t.cast(schema))
+
+    replace_folder(path, fill)
+
+
+def write_cluster_labels(path: str, key: str, keys: pa.Array, hashes: pa.Array, column: str, labels: pa.Array,
+                         operation: str) -> None:
+    """Set a cluster column by key in one transaction: the label where the row's text hash still matches,
+    NULL where the text changed since its vector was read, and NULL for rows not clustered."""
+    from deltalake import CommitProperties, DeltaTable
+
+    key_type = pa.schema(DeltaTable(path).schema().to_arrow()).field(key).type
+    update = pa.table({key: keys.cast(key_type), KEY_HASH: hashes, column: labels})
+    table = add_missing_columns(path, update.schema)
+    props = CommitProperties(custom_metadata={"inbedder.operation": operation})
+    (table.merge(source=update, predicate=f"t.{quote(key)} = s.{quote(key)}", source_alias="s", target_alias="t",
+                 commit_properties=props)
+     .when_matched_update(updates={quote(column): f"s.{quote(column)}"},
+                          predicate=f"t.{quote(KEY_HASH)} = s.{quote(KEY_HASH)}")
+     .when_matched_update(updates={quote(column): "NULL"})
+     .when_not_matched_by_source_update(updates={quote(column): "NULL"})
+     .execute())

@@ -1,0 +1,119 @@
+"""How an output's vectors were made (stored with the table), and what an output holds before a run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from inbedder.errors import TableError
+from inbedder.lake.columns import META_KEY, STAGING
+from inbedder.lake.paths import is_remote
+from inbedder.lake.snapshot import is_delta_table
+
+
+@dataclass
+class OutputMeta:
+    """How the vectors in an output were made; stored with the table."""
+
+    model: str
+    fingerprint: str
+    template: str
+    dim: int
+    key: str
+    instructions: dict[str, str]
+
+    def to_properties(self) -> dict[str, str]:
+        props = {f"{META_KEY}.model": self.model, f"{META_KEY}.fingerprint": self.fingerprint,
+                 f"{META_KEY}.template": self.template, f"{META_KEY}.dim": str(self.dim),
+                 f"{META_KEY}.key": self.key}
+        props.update({f"{META_KEY}.instruction.{n}": q for n, q in self.instructions.items()})
+        return props
+
+    def to_description(self) -> str:
+        return json.dumps({META_KEY: self.__dict__}, sort_keys=True)
+
+    @classmethod
+    def from_delta(cls, metadata: Any) -> OutputMeta | None:
+        """Table properties, or the description a first commit carries before they are set."""
+        found = cls.from_properties(dict(metadata.configuration))
+        if found is None and getattr(metadata, "description", None):
+            try:
+                return cls(**json.loads(metadata.description)[META_KEY])
+            except (ValueError, KeyError, TypeError):
+                return None
+        return found
+
+    @classmethod
+    def from_properties(cls, props: dict[str, str]) -> OutputMeta | None:
+        if f"{META_KEY}.fingerprint" not in props:
+            return None
+        prefix = f"{META_KEY}.instruction."
+        return cls(props[f"{META_KEY}.model"], props[f"{META_KEY}.fingerprint"], props[f"{META_KEY}.template"],
+                   int(props[f"{META_KEY}.dim"]), props[f"{META_KEY}.key"],
+                   {k[len(prefix):]: v for k, v in props.items() if k.startswith(prefix)})
+
+
+@dataclass
+class ExistingOutput:
+    format: str
+    version: int | None
+    meta: OutputMeta | None
+    schema: pa.Schema
+
+
+def existing_output(path: str, fmt: str) -> ExistingOutput | None:
+    from deltalake import DeltaTable
+
+    if not is_remote(path):
+        here = Path(path)
+        if here.exists() and not here.is_dir():
+            raise TableError(f"output {path} is a file, not a folder: choose a folder path for the output table")
+        blocking = next((p for p in here.parents if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            raise TableError(f"output {path} can't be created: {blocking} is a file, not a folder")
+
+    if fmt == "delta":
+        if not is_delta_table(path):
+            if not is_remote(path) and Path(path).exists() and any(p.name != STAGING for p in Path(path).iterdir()):
+                raise TableError(f"output {path} exists and is not a Delta table: refusing to write into it")
+            return None
+        table = DeltaTable(path)
+        return ExistingOutput("delta", table.version(), OutputMeta.from_delta(table.metadata()),
+                              pa.schema(table.schema().to_arrow()))
+    if not Path(path).exists():
+        return None
+    files = [f for f in ds.dataset(path, format="parquet").files]
+    if not files:
+        raise TableError(f"output {path} exists but holds no Parquet files: refusing to write into it")
+    schema = pq.read_schema(files[0])
+    raw = (schema.metadata or {}).get(META_KEY.encode())
+    meta = OutputMeta(**json.loads(raw)) if raw else None
+    return ExistingOutput("parquet", None, meta, schema)
+
+
+def delta_version(path: str) -> int:
+    from deltalake import DeltaTable
+
+    return DeltaTable(path).version()
+
+
+def output_files(path: str, fmt: str) -> list[str]:
+    if fmt == "delta":
+        from deltalake import DeltaTable
+
+        return list(DeltaTable(path).file_uris())
+    return list(ds.dataset(path, format="parquet").files)
+
+
+def require_same_model(where: str, recorded: tuple[str, str], used: tuple[str, str], fix: str,
+                       error: type[TableError] = TableError) -> None:
+    """Vectors of two models are not comparable: refuse to mix them, naming both (model name, fingerprint)."""
+    if recorded[1] != used[1]:
+        raise error(f"{where} holds vectors from model {recorded[0]!r} (fingerprint {recorded[1]}); this uses "
+                    f"{used[0]!r} ({used[1]}): their vectors are not comparable. {fix}")

@@ -1,0 +1,445 @@
+"""Training rows for the paper's recipe, built from ../shared/data.
+
+InBedder learns to give short answers to questions about a text; its vectors then
+follow the question. Rows are (input, instruction, answer):
+
+- QA sets with a passage and a short answer (SQuAD train, TweetQA, ROPES, QASC,
+  CosmosQA, BoolQ, FairytaleQA), answers of at most `max_answer_words` words;
+- labelled corpora turned into questions whose short answer is the label in
+  words, each asked in several phrasings: Banking77 (what the customer wants;
+  which area of banking: a coarse grouping of its 77 intents made here) and
+  GoEmotions (how the writer feels).
+- with `coarse_facets`: coarse labels over the fine ones on the same texts
+  (GoEmotions' Ekman groups and sentiments, Banking77 areas, SQuAD article
+  titles as passage topics), half of them asked with "such as a, b or c" hints
+  drawn from the label set.
+- with `subject_facet`: one broad subject per SQuAD article (the nearest of
+  `SUBJECTS` under all-MiniLM-L6-v2: labels made here, noisy) asked of the
+  article's *questions*, so many different short requests share one coarse
+  answer from an open, 20-word vocabulary. The generic "which area / domain"
+  phrasings then belong to this facet; banking-area rows keep only phrasings
+  that name the bank (generic ones taught the model to answer "account and
+  security" to any area question: bench/coarse_facets.py).
+
+- with `request_facets`: short requests to assistants and services (SGD, SNIPS,
+  NLU++), each asked twice: "which area / kind of service?" (a broad answer in
+  words, one of several phrasings per domain) and "what does the user want?" (a
+  short intent paraphrase, from the intent's name or SGD's own intent
+  description). The same text gets different answers under the two questions:
+  granularity is what these rows teach. SGD's dev and test dialogues only
+  validate, and the domains in `HELD_OUT_DOMAINS` never enter training: the
+  taxonomy-transfer check measures how the coarse question groups them.
+
+Kept out, so evaluation stays honest: every file the evaluation harness reads
+(MASSIVE, CLINC, MTOP, FewRel, Few-NERD, STS-B) - no text and no label of them.
+SQuAD dev is the validation split; XQuAD (a SQuAD dev subset) and NQ-open (no
+passages) are not used for training either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from inbedder.evaluation.harness import HELD_OUT_DOMAINS
+
+QA_FILES = {  # dataset -> file under data_dir (context, question, answer columns)
+    "squad": "qa/squad_v11_train.parquet",
+    "tweetqa": "qa/tweetqa.parquet",
+    "ropes": "qa/ropes.parquet",
+    "qasc": "qa/qasc_ni.parquet",
+    "cosmosqa": "qa/cosmosqa_ni.parquet",
+    "boolq": "qa/boolq_dev.parquet",
+    "fairytaleqa": "qa/fairytaleqa.parquet",
+}
+VALIDATION_FILE = "qa/squad_v11_dev.parquet"
+EVALUATION_ONLY = ("clustering/massive_", "clustering/clinc_", "clustering/mtop_", "clustering/few_rel_",
+                   "clustering/few_nerd_", "stsb/", "inbedder_instructions/")
+
+BANKING_INTENT_QUESTIONS = (
+    "What does the customer want?",
+    "What is the customer asking the bank to do?",
+    "What is the purpose of this message?",
+    "What does the user need help with?",
+    "What is the intent of this request?",
+)
+BANKING_AREA_QUESTIONS = (
+    "Which area of banking is this about?",
+    "What part of the bank's service does this concern?",
+    "Which product or service is this message about?",
+    "What general topic does this request fall under?",
+)
+EMOTION_QUESTIONS = (
+    "How does the writer feel?",
+    "What emotion does this text express?",
+    "What is the mood of the author?",
+    "Which feeling comes through in this comment?",
+)
+# --coarse-facets: coarse labels over fine ones on the same texts, so "which area / which kind"
+# questions learn to group what "what exactly" questions keep apart
+EMOTION_GROUP_QUESTIONS = ("Which basic emotion does this show", "What kind of feeling is this",
+                           "Which broad emotion does the writer express")
+SENTIMENT_QUESTIONS = ("Is the feeling positive, negative or ambiguous?", "What is the overall sentiment?",
+                       "Is this comment positive or negative?")
+AREA_HINT_QUESTIONS = ("Which area of banking is this about", "Which service area does this request concern",
+                       "Which part of the bank is this about")
+TOPIC_QUESTIONS = ("What is this passage about", "Which subject is this text about",
+                   "What is the topic of this passage")
+# --subject-facet: broad subjects for SQuAD articles, each described for the embedder that picks one;
+# a general encyclopedia-style list, not the evaluation sets' domains
+SUBJECTS = {
+    "music": "music, songs, singers, bands, albums and musical instruments",
+    "film and television": "films, movies, actors, television series and broadcasting",
+    "sports": "sports, athletes, teams, games, tournaments and championships",
+    "history": "history, empires, ancient civilisations, dynasties and historical events",
+    "geography": "a country, a city, a region, its population, climate and landmarks",
+    "science": "physics, chemistry, biology, astronomy, mathematics and scientific theories",
+    "technology": "computers, software, the internet, electronics, engineering and inventions",
+    "politics": "politics, government, elections, political parties and international relations",
+    "religion": "religion, churches, gods, faith, scripture and religious practice",
+    "literature": "books, novels, poetry, writers and languages",
+    "business": "companies, the economy, trade, banking and industry",
+    "medicine": "medicine, diseases, health, the human body and treatment",
+    "food": "food, drink, cooking and cuisine",
+    "law": "law, courts, legal rights, constitutions and crime",
+    "war": "wars, battles, armies, weapons and the military",
+    "education": "universities, schools, students and education",
+    "art": "art, painting, sculpture and architecture",
+    "nature": "animals, plants, ecosystems and the natural environment",
+    "transport": "transport, cars, railways, aircraft and ships",
+    "philosophy": "philosophy, ideas, ethics and schools of thought",
+}
+SUBJECT_QUESTIONS = ("Which domain is this question about", "What general subject is this request about",
+                     "Which area of knowledge does this belong to", "What field is this about")
+BANK_NAMED_AREA_QUESTIONS = tuple(q for q in BANKING_AREA_QUESTIONS if "bank" in q)
+BANK_NAMED_AREA_HINT_QUESTIONS = tuple(q for q in AREA_HINT_QUESTIONS if "bank" in q)
+# GoEmotions' own groupings (Demszky et al., 2020): Ekman's six emotions and three sentiments
+EMOTION_GROUPS = {
+    "anger": ("anger", "annoyance", "disapproval"), "disgust": ("disgust",), "fear": ("fear", "nervousness"),
+    "joy": ("joy", "amusement", "approval", "excitement", "gratitude", "love", "optimism", "relief", "pride",
+            "admiration", "desire", "caring"),
+    "sadness": ("sadness", "disappointment", "embarrassment", "grief", "remorse"),
+    "surprise": ("surprise", "realization", "confusion", "curiosity")}
+SENTIMENTS = {"positive": ("amusement", "excitement", "joy", "love", "desire", "optimism", "caring", "pride",
+                           "admiration", "gratitude", "relief", "approval"),
+              "negative": ("fear", "nervousness", "remorse", "embarrassment", "disappointment", "sadness", "grief",
+                           "disgust", "anger", "annoyance", "disapproval"),
+              "ambiguous": ("realization", "surprise", "curiosity", "confusion")}
+
+# a coarse facet over Banking77's intents: the first rule whose words occur in the intent name wins
+BANKING_AREAS = (
+    (("top_up", "topping_up"), "top up"),
+    (("cash_withdrawal", "atm", "cash_received"), "cash withdrawal"),
+    (("transfer", "beneficiary", "receiving_money"), "bank transfer"),
+    (("exchange", "currenc", "fiat"), "currency exchange"),
+    (("verify", "identity", "personal_details", "passcode", "terminate", "age_limit", "phone", "country"),
+     "account and security"),
+    (("refund", "charged_twice", "extra_charge", "direct_debit", "balance", "cheque"), "payments and balance"),
+    (("card", "pin", "contactless", "visa", "apple_pay"), "card"),
+)
+
+
+# --request-facets: the same short request asked about at two granularities
+REQUEST_AREA_QUESTIONS = ("Which area is this request about", "What domain does this request belong to",
+                          "What kind of service is the user asking about", "Which topic area does this message concern",
+                          "What general category does this request fall into")
+REQUEST_INTENT_QUESTIONS = ("What does the user want to do?", "What is the user asking for?",
+                            "What action is being requested?", "What is the purpose of this request?",
+                            "What exactly does the person want?")
+# SGD domain -> broad answers in words (the first is the label name used in hints)
+SGD_DOMAIN_ANSWERS = {
+    "Restaurants": ("restaurants", "dining out", "restaurant booking"),
+    "Media": ("streaming media", "watching films online", "video on demand"),
+    "Events": ("events", "concerts and games", "event tickets"),
+    "Music": ("music", "songs", "listening to music"),
+    "Movies": ("movies", "cinema", "film showtimes"),
+    "Flights": ("flights", "air travel", "plane tickets"),
+    "RideSharing": ("ride sharing", "taxis", "cab rides"),
+    "RentalCars": ("car rental", "rental cars", "hiring a car"),
+    "Buses": ("buses", "bus travel", "coach trips"),
+    "Hotels": ("hotels", "accommodation", "places to stay"),
+    "Services": ("appointments", "dentists, doctors and salons", "booking a professional"),
+    "Homes": ("housing", "apartments", "renting a home"),
+    "Banks": ("banking", "bank accounts", "money"),
+    "Calendar": ("calendar", "scheduling", "personal events"),
+    "Weather": ("weather", "the forecast", "weather conditions"),
+    "Travel": ("travel", "tourist attractions", "sightseeing"),
+    "Alarm": ("alarms", "alarm clock", "wake-up alarms"),
+    "Payment": ("payments", "sending money", "paying someone"),
+    "Messaging": ("messaging", "sending messages", "texting"),
+    "Trains": ("trains", "rail travel", "train tickets"),
+}
+# never trained on: the taxonomy-transfer check groups their requests under the area question
+SNIPS_INTENTS = {  # intent -> (broad area, intent paraphrases)
+    "PlayMusic": (("music", "songs"), ("play music", "play a song")),
+    "AddToPlaylist": (("music", "playlists"), ("add a song to a playlist", "add music to a playlist")),
+    "GetWeather": (("weather", "the forecast"), ("get the weather forecast", "check the weather")),
+    "BookRestaurant": (("restaurants", "dining out"), ("book a table", "reserve a restaurant")),
+    "RateBook": (("books", "reading"), ("rate a book", "give a book a rating")),
+    "SearchCreativeWork": (("creative works", "films, books and music"), ("find a creative work",
+                                                                           "look up a title")),
+    "SearchScreeningEvent": (("movies", "cinema"), ("find movie showtimes", "find a film screening")),
+}
+NLUPP_DOMAINS = {"banking": ("banking", "bank accounts"), "hotels": ("hotels", "hotel stays")}
+# NLU++ intents that say nothing about what is wanted (dialogue acts)
+NLUPP_ACTS = {"affirm", "deny", "acknowledge", "greet", "thank", "dont_know", "handoff", "repeat", "wait",
+              "end_call", "more_higher_after", "less_lower_before"}
+
+
+def split_camel(name: str) -> str:
+    """`SearchOnewayFlight` -> `search oneway flight`."""
+    import re
+
+    return " ".join(w.lower() for w in re.findall(r"[A-Z][a-z]*|[a-z]+|\d+", name))
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    max_answer_words: int = 8
+    per_qa_source: int = 3000       # rows sampled from each QA set
+    per_label_question: int = 1500  # rows sampled per labelled corpus and question kind
+    validation_rows: int = 300
+    max_context_chars: int = 1200   # long passages cost CPU time; the answer must stay inside
+    seed: int = 0
+    coarse_facets: bool = False     # add the coarse-over-fine rows (emotion groups, sentiment, hinted areas, topics)
+    subject_facet: bool = False     # add broad subjects of SQuAD questions; area questions name the bank
+    subject_rows: int = 1500
+    request_facets: bool = False    # add SGD / SNIPS / NLU++ requests under an area and an intent question
+    per_request_source: int = 6000  # SGD texts (SNIPS, NLU++: a third); each gives an area and an intent row
+    request_validation_rows: int = 300
+
+
+Embed = Callable[[list[str]], np.ndarray]  # texts -> L2-normalised vectors
+
+
+def group_of(label: str, groups: dict[str, tuple[str, ...]]) -> str:
+    return next(g for g, members in groups.items() if label in members)
+
+
+def hinted(stem: str, answer: str, choices: list[str], rng: np.random.Generator) -> str:
+    """"STEM, such as a, b or c?": examples drawn from the label set, the right one only sometimes,
+    so the model learns to pick the category the text belongs to rather than copy the list."""
+    others = [c for c in choices if c != answer]
+    if len(others) < 3:
+        raise ValueError(f"a hinted question needs at least 4 labels to draw examples from, got {len(choices)}")
+    picked = [others[int(i)] for i in rng.choice(len(others), 3, replace=False)]
+    if rng.random() < 0.5:
+        picked[int(rng.integers(3))] = answer
+    return f"{stem}, such as {picked[0]}, {picked[1]} or {picked[2]}?"
+
+
+def _hinted_rows(texts: list[str], answers: list[str], stems: Iterable[str], name: str, k: int,
+                 rng: np.random.Generator) -> list[dict]:
+    stems, choices = list(stems), sorted(set(answers))
+    rows = []
+    for i in _sample(len(texts), k, rng):
+        stem = stems[int(rng.integers(len(stems)))]
+        question = hinted(stem, answers[int(i)], choices, rng) if rng.random() < 0.6 else stem + "?"
+        rows.append({"input": texts[int(i)], "instruction": question, "answer": answers[int(i)], "source": name})
+    return rows
+
+
+def _coarse_rows(data: Path, options: DataOptions, banking: list[dict], emotions: list[dict],
+                 rng: np.random.Generator) -> list[dict]:
+    k = options.per_label_question
+    feelings = [r for r in emotions if any(r["label"] in m for m in EMOTION_GROUPS.values())]
+    texts = [r["text"] for r in feelings]
+    rows = _hinted_rows(texts, [group_of(r["label"], EMOTION_GROUPS) for r in feelings], EMOTION_GROUP_QUESTIONS,
+                        "goemotions-group", k, rng)
+    rows += _labelled_rows(texts, [group_of(r["label"], SENTIMENTS) for r in feelings], SENTIMENT_QUESTIONS,
+                           "goemotions-sentiment", k, rng)
+    area_stems = BANK_NAMED_AREA_HINT_QUESTIONS if options.subject_facet else AREA_HINT_QUESTIONS
+    rows += _hinted_rows([r["text"] for r in banking], [banking_area(r["category"]) for r in banking],
+                         area_stems, "banking77-area-hinted", k, rng)
+    squad = pq.read_table(data / QA_FILES["squad"], columns=["context", "title"]).to_pylist()
+    unique = list({r["context"]: r for r in squad}.values())
+    topics = [r["title"].replace("_", " ") for r in unique]
+    keep = [i for i, t in enumerate(topics) if len(t.split()) <= options.max_answer_words]
+    rows += _hinted_rows([unique[i]["context"][: options.max_context_chars] for i in keep], [topics[i] for i in keep],
+                         TOPIC_QUESTIONS, "squad-topic", k, rng)
+    return rows
+
+
+def article_subjects(titles: Sequence[str], intros: Sequence[str], embed: Embed) -> dict[str, str]:
+    """Each article's broad subject: the `SUBJECTS` description nearest to its title and opening."""
+    docs = embed([f"{t.replace('_', ' ')}. {intro[:400]}" for t, intro in zip(titles, intros, strict=True)])
+    anchors = embed([f"An article about {description}." for description in SUBJECTS.values()])
+    names = list(SUBJECTS)
+    return {t: names[int(i)] for t, i in zip(titles, (docs @ anchors.T).argmax(axis=1), strict=True)}
+
+
+def _subject_rows(data: Path, options: DataOptions, embed: Embed, rng: np.random.Generator) -> list[dict]:
+    squad = pq.read_table(data / QA_FILES["squad"], columns=["title", "context", "question"]).to_pylist()
+    intros: dict[str, str] = {}
+    for r in squad:
+        intros.setdefault(r["title"], r["context"])
+    subjects = article_subjects(list(intros), list(intros.values()), embed)
+    questions = [r for r in squad if r["question"] and r["question"].strip()]
+    return _hinted_rows([r["question"].strip() for r in questions], [subjects[r["title"]] for r in questions],
+                        SUBJECT_QUESTIONS, "squad-question-subject", options.subject_rows, rng)
+
+
+def _request_pair(text: str, areas: Sequence[str], intents: Sequence[str], all_areas: list[str], name: str,
+                  rng: np.random.Generator) -> list[dict]:
+    """One text, two rows: a broad area (sometimes asked with examples) and what the user wants."""
+    area = areas[int(rng.integers(len(areas)))]
+    stem = REQUEST_AREA_QUESTIONS[int(rng.integers(len(REQUEST_AREA_QUESTIONS)))]
+    asked = hinted(stem, areas[0], all_areas, rng) if rng.random() < 0.4 else stem + "?"
+    if "such as" in asked:
+        area = areas[0]  # the answer is named as the hints name it
+    intent = intents[int(rng.integers(len(intents)))]
+    question = REQUEST_INTENT_QUESTIONS[int(rng.integers(len(REQUEST_INTENT_QUESTIONS)))]
+    return [{"input": text, "instruction": asked, "answer": area, "source": f"{name}-area"},
+            {"input": text, "instruction": question, "answer": intent, "source": f"{name}-intent"}]
+
+
+def sgd_intent_answers(row: dict, max_words: int) -> tuple[str, ...]:
+    """The intent's own name in words, and SGD's description of it when short enough."""
+    answers = [split_camel(row["intent"])]
+    description = (row.get("intent_description") or "").strip().rstrip(".")
+    if description and len(description.split()) <= max_words:
+        answers.append(description[0].lower() + description[1:])
+    return tuple(answers)
+
+
+def _sgd_rows(data: Path, options: DataOptions, rng: np.random.Generator, split: str, k: int) -> list[dict]:
+    table = pq.read_table(data / "sgd/sgd_intent_turns.parquet").to_pylist()
+    usable = [r for r in table if r["split"] == split and r["domain"] not in HELD_OUT_DOMAINS and r["text"]
+              and r["domain"] in SGD_DOMAIN_ANSWERS]
+    all_areas = sorted(SGD_DOMAIN_ANSWERS[d][0] for d in SGD_DOMAIN_ANSWERS if d not in HELD_OUT_DOMAINS)
+    rows = []
+    for i in _sample(len(usable), k, rng):
+        r = usable[int(i)]
+        rows += _request_pair(r["text"].strip(), SGD_DOMAIN_ANSWERS[r["domain"]],
+                              sgd_intent_answers(r, options.max_answer_words), all_areas, "sgd", rng)
+    return rows
+
+
+def _snips_rows(data: Path, options: DataOptions, rng: np.random.Generator) -> list[dict]:
+    table = [r for r in pq.read_table(data / "snips/snips_2017_intents.parquet").to_pylist()
+             if r["split"] == "train" and r["intent"] in SNIPS_INTENTS and r["text"]]
+    all_areas = sorted({areas[0] for areas, _ in SNIPS_INTENTS.values()})
+    rows = []
+    for i in _sample(len(table), options.per_request_source // 3, rng):  # 7 intents: fewer rows say enough
+        r = table[int(i)]
+        areas, intents = SNIPS_INTENTS[r["intent"]]
+        rows += _request_pair(r["text"].strip(), areas, intents, all_areas, "snips", rng)
+    return rows
+
+
+def _nlupp_rows(data: Path, options: DataOptions, rng: np.random.Generator) -> list[dict]:
+    table = pq.read_table(data / "nlupp/nlupp.parquet").to_pylist()
+    usable = []
+    for r in table:
+        wanted = [label_words(i).replace(" open apply setup get activate", " or open") for i in r["intents"]
+                  if i not in NLUPP_ACTS]
+        if r["text"] and r["domain"] in NLUPP_DOMAINS and wanted:
+            usable.append((r["text"].strip(), r["domain"], ", ".join(wanted[:2])))
+    rows = []
+    all_areas = [a[0] for a in NLUPP_DOMAINS.values()] + ["travel", "shopping"]  # hints need four choices
+    for i in _sample(len(usable), options.per_request_source // 3, rng):
+        text, domain, intent = usable[int(i)]
+        if len(intent.split()) <= options.max_answer_words:
+            rows += _request_pair(text, NLUPP_DOMAINS[domain], (intent,), all_areas, "nlupp", rng)
+    return rows
+
+
+def request_rows(data_dir: str | Path, options: DataOptions, rng: np.random.Generator) -> list[dict]:
+    """Training rows from SGD (train dialogues, held-out domains left out), SNIPS train and NLU++."""
+    data = Path(data_dir)
+    return (_sgd_rows(data, options, rng, "train", options.per_request_source) + _snips_rows(data, options, rng)
+            + _nlupp_rows(data, options, rng))
+
+
+def banking_area(intent: str) -> str:
+    for words, area in BANKING_AREAS:
+        if any(w in intent.lower() for w in words):
+            return area
+    return "other"
+
+
+def label_words(label: str) -> str:
+    return label.replace("_", " ").replace("?", "").strip().lower()
+
+
+def _short(answer: object, max_words: int) -> bool:
+    return isinstance(answer, str) and 0 < len(answer.split()) <= max_words
+
+
+def _sample(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    return np.sort(rng.choice(n, min(n, k), replace=False))
+
+
+def _qa_rows(path: Path, name: str, options: DataOptions, rng: np.random.Generator) -> list[dict]:
+    table = pq.read_table(path, columns=["context", "question", "answer"]).to_pylist()
+    usable = [r for r in table if _short(r["answer"], options.max_answer_words) and r["context"]
+              and r["question"]]
+    out = []
+    for i in _sample(len(usable), options.per_qa_source, rng):
+        r = usable[int(i)]
+        context = r["context"]
+        if len(context) > options.max_context_chars:
+            at = context.find(r["answer"])
+            if at < 0 or at + len(r["answer"]) > options.max_context_chars:
+                continue  # truncation would cut the answer out of the passage
+            context = context[: options.max_context_chars]
+        out.append({"input": context, "instruction": r["question"], "answer": r["answer"].strip(), "source": name})
+    return out
+
+
+def _labelled_rows(texts: list[str], answers: list[str], questions: Iterable[str], name: str, k: int,
+                   rng: np.random.Generator) -> list[dict]:
+    questions = list(questions)
+    return [{"input": texts[int(i)], "instruction": questions[int(rng.integers(len(questions)))],
+             "answer": answers[int(i)], "source": name} for i in _sample(len(texts), k, rng)]
+
+
+def build_training_rows(data_dir: str | Path, options: DataOptions | None = None,
+                        embed: Embed | None = None) -> tuple[pa.Table, pa.Table]:
+    """(train, validation) tables with input, instruction, answer, source; seeded, shuffled.
+
+    `embed` labels SQuAD articles' subjects (`subject_facet`); all-MiniLM-L6-v2 when not given."""
+    options = options or DataOptions()
+    data = Path(data_dir)
+    rng = np.random.default_rng(options.seed)
+    rows: list[dict] = []
+    for name, file in QA_FILES.items():
+        rows += _qa_rows(data / file, name, options, rng)
+    banking = pq.read_table(data / "banking77/train.parquet").to_pylist()
+    texts = [r["text"] for r in banking]
+    rows += _labelled_rows(texts, [label_words(r["category"]) for r in banking], BANKING_INTENT_QUESTIONS,
+                           "banking77-intent", options.per_label_question, rng)
+    rows += _labelled_rows(texts, [banking_area(r["category"]) for r in banking],
+                           BANK_NAMED_AREA_QUESTIONS if options.subject_facet else BANKING_AREA_QUESTIONS,
+                           "banking77-area", options.per_label_question, rng)
+    emotions = pq.read_table(data / "clustering/go_emotion.large.parquet").to_pylist()
+    rows += _labelled_rows([r["text"] for r in emotions], [label_words(r["label"]) for r in emotions],
+                           EMOTION_QUESTIONS, "goemotions", options.per_label_question, rng)
+    if options.coarse_facets:
+        rows += _coarse_rows(data, options, banking, emotions, rng)
+    if options.subject_facet:
+        if embed is None:
+            from inbedder.evaluation.baselines import MiniLM
+
+            embed = MiniLM().encode
+        rows += _subject_rows(data, options, embed, rng)
+    if options.request_facets:
+        rows += request_rows(data, options, rng)
+    order = rng.permutation(len(rows))
+    train = pa.Table.from_pylist([rows[int(i)] for i in order])
+    validation_rows = _qa_rows(data / VALIDATION_FILE, "squad-dev",
+                               DataOptions(**{**options.__dict__, "per_qa_source": options.validation_rows}), rng)
+    if options.request_facets:  # SGD's dev dialogues: does the model answer both granularities on unseen requests?
+        validation_rows += _sgd_rows(data, options, rng, "dev", options.request_validation_rows // 2)
+    return train, pa.Table.from_pylist(validation_rows)
+
+
+def used_files() -> list[str]:
+    """Every data file a training set is built from (checked against EVALUATION_ONLY by the tests)."""
+    return [*QA_FILES.values(), VALIDATION_FILE, "banking77/train.parquet", "clustering/go_emotion.large.parquet",
+            "sgd/sgd_intent_turns.parquet", "snips/snips_2017_intents.parquet", "nlupp/nlupp.parquet"]

@@ -1,0 +1,417 @@
+"""`inbedder train`: the paper's recipe - learn to give short answers, so the vectors follow the question.
+
+Causal LMs see the engine's input-first prompt followed by the short answer and
+EOS; the loss covers only the answer and EOS. Masked LMs see the prompt with its
+<mask> slots, which must predict the answer's first tokens. AdamW, cosine
+schedule with warm-up (lr 2e-5 and 3% warm-up by default, as the paper).
+
+To fit a CPU: LoRA adapters (peft) or training only the top layers, optional
+bf16 autocast. Runs are resumable: a checkpoint holds the trainable weights,
+the optimizer and scheduler state and the step; the data order is a function of
+(seed, epoch), so a run stopped and resumed ends with the same weights as one
+uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm import tqdm
+
+from inbedder.engine.hardware import cpu_bf16_or_fp32
+from inbedder.engine.loading import ADAPTER_RECORD, TRAINED_WEIGHTS, ZERO_SHOT_MODEL, load_model
+from inbedder.engine.prompts import MASK_COUNT, PromptTokenizer
+from inbedder.errors import TrainingError
+from inbedder.fs import replace_folder
+
+log = logging.getLogger(__name__)
+
+IGNORE = -100
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(default=None, description="hub id, local dir or .gguf; None: the embedded default's "
+                                                        "base (zero-shot SmolLM2), never the shipped adapter")
+    train: str = Field(description="Parquet or JSONL with input, instruction, answer")
+    validation: str | None = None
+    out: str
+    method: Literal["lora", "top_layers", "full"] = "lora"
+    lora_r: int = Field(default=16, ge=1)
+    lora_alpha: int = Field(default=32, ge=1)
+    top_layers: int = Field(default=2, ge=1)
+    lr: float = Field(default=2e-5, gt=0)
+    warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    epochs: int = Field(default=1, ge=1)
+    max_steps: int | None = Field(default=None, ge=1, description="stop after this many optimizer steps")
+    batch_size: int = Field(default=8, ge=1)
+    grad_accum: int = Field(default=1, ge=1)
+    max_length: int = Field(default=256, ge=16)
+    max_answer_tokens: int = Field(default=16, ge=1)
+    bf16: bool = False
+    group_by_length: bool = Field(default=False, description="batch rows of similar length (less padding, "
+                                                             "same rows per epoch); off reproduces older runs")
+    seed: int = 0
+    checkpoint_every: int = Field(default=50, ge=1)
+    eval_every: int = Field(default=100, ge=1)
+    validation_rows: int = Field(default=200, ge=1)
+    threads: int | None = None
+    progress: bool = True
+
+    def identity(self) -> dict:
+        """What must not change between a run and its resumption."""
+        volatile = {"max_steps", "checkpoint_every", "eval_every", "progress", "threads"}
+        identity = {k: v for k, v in self.model_dump().items() if k not in volatile}
+        if not self.group_by_length:  # off is how runs trained before the option existed: their checkpoints resume
+            del identity["group_by_length"]
+        return identity
+
+
+@dataclass
+class Example:
+    input_ids: list[int]
+    labels: list[int]
+
+
+# --- data ------------------------------------------------------------------------------
+
+def read_rows(path: str) -> pa.Table:
+    """input / instruction / answer rows from Parquet or JSONL; any unusable row is named."""
+    import pyarrow.json as pj
+    import pyarrow.parquet as pq
+
+    if not Path(path).exists():
+        raise TrainingError(f"training data {path} does not exist")
+    table = pj.read_json(path) if path.endswith((".jsonl", ".json")) else pq.read_table(path)
+    missing = [c for c in ("input", "instruction", "answer") if c not in table.column_names]
+    if missing:
+        raise TrainingError(f"{path} lacks column(s) {', '.join(missing)}; it has {', '.join(table.column_names)}")
+    bad = []
+    for i, row in enumerate(table.select(["input", "instruction", "answer"]).to_pylist()):
+        empty = [c for c, v in row.items() if not isinstance(v, str) or not v.strip()]
+        if empty:
+            bad.append(f"row {i}: empty or non-text {', '.join(empty)}")
+    if bad:
+        raise TrainingError(f"{path} has {len(bad)} unusable row(s): " + "; ".join(bad[:5]))
+    if table.num_rows == 0:
+        raise TrainingError(f"{path} has no rows")
+    return table
+
+
+def encode_example(tokenizer, masked: bool, text: str, instruction: str, answer: str, config: TrainConfig) -> Example:
+    """Prompt exactly as the engine builds it, then the answer; only the answer is a target."""
+    if masked:
+        ids = PromptTokenizer(tokenizer, config.max_length, True).tokenize([text], instruction)[0]
+        answer_ids = tokenizer(" " + answer, add_special_tokens=False)["input_ids"][:MASK_COUNT]
+        fill = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+        answer_ids = answer_ids + [fill] * (MASK_COUNT - len(answer_ids))
+        slots = [i for i, t in enumerate(ids) if t == tokenizer.mask_token_id][-MASK_COUNT:]
+        labels = [IGNORE] * len(ids)
+        for slot, target in zip(slots, answer_ids):
+            labels[slot] = target
+        return Example(ids, labels)
+    answer_ids = tokenizer(" " + answer, add_special_tokens=False)["input_ids"][: config.max_answer_tokens]
+    answer_ids = answer_ids + [tokenizer.eos_token_id]
+    prompt = PromptTokenizer(tokenizer, config.max_length - len(answer_ids), False).tokenize([text], instruction)[0]
+    return Example(prompt + answer_ids, [IGNORE] * len(prompt) + answer_ids)
+
+
+def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(len(e.input_ids) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, e in enumerate(examples):  # right padding: positions of real tokens start at 0
+        ids[i, : len(e.input_ids)] = torch.tensor(e.input_ids)
+        labels[i, : len(e.labels)] = torch.tensor(e.labels)
+        mask[i, : len(e.input_ids)] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+GROUPED_STEPS = 50  # optimizer steps whose rows are sorted by length together when grouping
+
+
+def epoch_order(n: int, seed: int, epoch: int, lengths: np.ndarray | None = None, per_step: int = 1) -> np.ndarray:
+    """The data order of one epoch: a function of (seed, epoch) only, so a resumed run sees the same.
+
+    With `lengths`, a shuffled window of GROUPED_STEPS steps' rows is sorted by length and cut into
+    steps, and the steps are shuffled again: a batch pads to a similar length instead of to the one
+    long passage drawn among short requests, while every step still mixes sources at random.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(n)
+    if lengths is None:
+        return order
+    window = per_step * GROUPED_STEPS
+    grouped = np.concatenate([chunk[np.argsort(-lengths[chunk], kind="stable")]
+                              for chunk in np.split(order, range(window, n, window))])
+    steps = np.split(grouped, range(per_step, n, per_step))
+    full, tail = (steps, []) if len(steps[-1]) == per_step else (steps[:-1], steps[-1:])
+    return np.concatenate([full[int(i)] for i in rng.permutation(len(full))] + tail)
+
+
+def data_digest(table: pa.Table) -> str:
+    h = hashlib.sha256()
+    for row in table.select(["input", "instruction", "answer"]).to_pylist():
+        h.update(json.dumps(row, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+# --- model ------------------------------------------------------------------------------
+
+def prepare_model(model: torch.nn.Module, config: TrainConfig, masked: bool) -> torch.nn.Module:
+    """Make only what the method trains require gradients."""
+    if config.method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0,
+                          target_modules="all-linear", task_type=None if masked else "CAUSAL_LM")
+        return get_peft_model(model, lora)
+    for p in model.parameters():
+        p.requires_grad_(config.method == "full")
+    if config.method == "top_layers":
+        layers = _decoder_layers(model)
+        for layer in layers[-config.top_layers:]:
+            for p in layer.parameters():
+                p.requires_grad_(True)
+    return model
+
+
+def _decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and name.endswith(("layers", "layer", "h")):
+            return module
+    raise TrainingError("could not find the model's layer list for --method top_layers")
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+
+
+# --- the loop ---------------------------------------------------------------------------
+
+@dataclass
+class TrainState:
+    step: int
+    total_steps: int
+    history: list[dict]
+
+
+def total_steps(rows: int, config: TrainConfig) -> int:
+    per_epoch = math.ceil(rows / (config.batch_size * config.grad_accum))
+    return min(per_epoch * config.epochs, config.max_steps or per_epoch * config.epochs)
+
+
+def batches_for_step(step: int, rows: int, config: TrainConfig,
+                     lengths: np.ndarray | None = None) -> list[np.ndarray]:
+    """Row indices of each micro-batch of optimizer step `step` (0-based), epochs wrapping.
+
+    `lengths` (tokens per row) is used only when the config groups by length."""
+    per_step = config.batch_size * config.grad_accum
+    per_epoch = math.ceil(rows / per_step)
+    epoch, within = divmod(step, per_epoch)
+    if config.group_by_length and lengths is None:
+        raise TrainingError("group_by_length needs the rows' token lengths")
+    order = epoch_order(rows, config.seed, epoch, lengths if config.group_by_length else None, per_step)
+    chunk = order[within * per_step: (within + 1) * per_step]
+    return [chunk[i: i + config.batch_size] for i in range(0, len(chunk), config.batch_size)]
+
+
+def answer_loss(model, batch: dict[str, torch.Tensor], bf16: bool, masked: bool) -> torch.Tensor:
+    """Mean cross-entropy over the answer tokens (the same value as the model's own loss).
+
+    A decoder projects onto the vocabulary only at the positions that predict an
+    answer token: over every prompt position that projection and its softmax were
+    about a quarter of a step's work (49k-token vocabulary, 576-wide model).
+    """
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        if masked:
+            return model(**batch).loss
+        labels = batch["labels"]
+        predicts = torch.zeros_like(labels, dtype=torch.bool)
+        predicts[:, :-1] = labels[:, 1:] != IGNORE  # position t predicts token t + 1
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       logits_to_keep=predicts).logits
+    targets = labels[:, 1:][predicts[:, :-1]]
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets)
+
+
+def validation_loss(model, examples: list[Example], pad_id: int, config: TrainConfig, bf16: bool,
+                    masked: bool) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(examples), config.batch_size):
+            chunk = examples[i: i + config.batch_size]
+            batch = collate(chunk, pad_id)
+            targets = int((batch["labels"] != IGNORE).sum())
+            total += float(answer_loss(model, batch, bf16, masked)) * targets
+            count += targets
+    model.train()
+    return total / max(count, 1)
+
+
+def train(config: TrainConfig, resume: bool = False) -> Path:
+    """Train (or continue) and export the result; returns the exported folder."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    bf16 = cpu_bf16_or_fp32(config.bf16, "training bf16")  # the config (and so the run's identity) is unchanged
+    if bf16 != config.bf16:
+        log.warning("bf16: this CPU has no native bf16 units; training in fp32 (bf16 would be far slower here)")
+    torch.manual_seed(config.seed)
+    out = Path(config.out)
+    rows = read_rows(config.train)
+    val_rows = read_rows(config.validation).slice(0, config.validation_rows) if config.validation else None
+    loaded = load_model(config.model or ZERO_SHOT_MODEL, dtype="float32", device="cpu")
+    tokenizer, masked = loaded.tokenizer, loaded.masked
+    pad_id = int(tokenizer.pad_token_id)
+    examples = [encode_example(tokenizer, masked, r["input"], r["instruction"], r["answer"], config)
+                for r in rows.select(["input", "instruction", "answer"]).to_pylist()]
+    val_examples = [encode_example(tokenizer, masked, r["input"], r["instruction"], r["answer"], config)
+                    for r in val_rows.select(["input", "instruction", "answer"]).to_pylist()] if val_rows else []
+    lengths = np.array([len(e.input_ids) for e in examples])
+    model = prepare_model(loaded.model, config, masked)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    steps = total_steps(len(examples), config)
+    from transformers import get_cosine_schedule_with_warmup
+
+    full_steps = total_steps(len(examples), config.model_copy(update={"max_steps": None}))
+    scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(config.warmup_ratio * full_steps), full_steps)
+    identity = {"config": config.identity(), "data": data_digest(rows), "base": loaded.weights_digest}
+    state = TrainState(0, steps, [])
+    checkpoint = out / "checkpoint"
+    if resume and checkpoint.exists():
+        state = _load_checkpoint(checkpoint, model, optimizer, scheduler, identity)
+        log.info("resuming at step %d of %d", state.step, steps)
+    elif checkpoint.exists() and not resume:
+        raise TrainingError(f"{checkpoint} exists: pass --resume to continue that run, or choose another --out")
+    bar = tqdm(total=steps, initial=state.step, disable=not config.progress, desc="training", unit="step")
+    first_step = state.step
+    started = time.perf_counter()
+    while state.step < steps:
+        optimizer.zero_grad(set_to_none=True)
+        micro = batches_for_step(state.step, len(examples), config, lengths)
+        targets = sum(sum(1 for t in examples[int(i)].labels if t != IGNORE) for b in micro for i in b)
+        step_loss = 0.0
+        for b in micro:
+            batch = collate([examples[int(i)] for i in b], pad_id)
+            share = int((batch["labels"] != IGNORE).sum()) / max(targets, 1)  # token-weighted over the step
+            loss = answer_loss(model, batch, bf16, masked) * share
+            loss.backward()
+            step_loss += loss.detach().item()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        scheduler.step()
+        state.step += 1
+        record = {"step": state.step, "loss": round(step_loss, 5), "lr": scheduler.get_last_lr()[0]}
+        if val_examples and (state.step % config.eval_every == 0 or state.step == steps):
+            record["validation_loss"] = round(validation_loss(model, val_examples, pad_id, config, bf16, masked), 5)
+        state.history.append(record)
+        bar.set_postfix({k: v for k, v in record.items() if k in ("loss", "validation_loss")})
+        bar.update(1)
+        if state.step % config.checkpoint_every == 0 or state.step == steps:
+            _save_checkpoint(checkpoint, model, optimizer, scheduler, state, identity)
+    bar.close()
+    log.info(f"trained steps {first_step + 1}-{steps} of {steps} in {time.perf_counter() - started:.0f}s"
+             if state.step > first_step else f"all {steps} steps were already done; exporting")
+    return export(model, config, state, identity, loaded.name)
+
+
+def _save_checkpoint(folder: Path, model, optimizer, scheduler, state: TrainState, identity: dict) -> None:
+    """Written beside, then swapped in: a kill mid-write leaves the previous checkpoint whole."""
+    from safetensors.torch import save_file
+
+    def fill(fresh: Path) -> None:
+        save_file(trainable_state(model), fresh / "trainable.safetensors")
+        tensors, plain = _optimizer_state(optimizer, scheduler)
+        save_file(tensors, fresh / "optimizer.safetensors")
+        (fresh / "optimizer.json").write_text(json.dumps(plain))
+        (fresh / "state.json").write_text(json.dumps({"step": state.step, "total_steps": state.total_steps,
+                                                      "history": state.history, "identity": identity}, indent=1))
+
+    replace_folder(folder, fill)
+
+
+def _load_checkpoint(folder: Path, model, optimizer, scheduler, identity: dict) -> TrainState:
+    from safetensors.torch import load_file
+
+    saved = json.loads((folder / "state.json").read_text())
+    if saved["identity"] != identity:
+        changed = sorted(k for k in identity["config"] if saved["identity"]["config"].get(k) != identity["config"][k])
+        what = changed or [k for k in ("data", "base") if saved["identity"][k] != identity[k]]
+        raise TrainingError(f"the checkpoint in {folder} was made with other settings ({', '.join(what)}): "
+                            "resuming would not reproduce one uninterrupted run")
+    weights = load_file(folder / "trainable.safetensors")
+    named = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, tensor in weights.items():
+            named[name].copy_(tensor)
+    if (folder / "optimizer.safetensors").is_file():
+        optimizer_state, scheduler_state = _restore_optimizer_state(load_file(folder / "optimizer.safetensors"),
+                                                                    json.loads((folder / "optimizer.json").read_text()))
+    else:  # a checkpoint of an earlier version: tensors and numbers only, so the safe loader reads it
+        blob = torch.load(folder / "optimizer.pt", weights_only=True)
+        optimizer_state, scheduler_state = blob["optimizer"], blob["scheduler"]
+    optimizer.load_state_dict(optimizer_state)
+    scheduler.load_state_dict(scheduler_state)
+    return TrainState(saved["step"], saved["total_steps"], saved["history"])
+
+
+def _optimizer_state(optimizer, scheduler) -> tuple[dict[str, torch.Tensor], dict]:
+    """The optimizer's tensors (for safetensors) and everything else (for JSON): no pickle is written."""
+    state = optimizer.state_dict()
+    tensors = {f"{index}.{name}": value.contiguous() for index, slots in state["state"].items()
+               for name, value in slots.items() if torch.is_tensor(value)}
+    numbers = {str(index): {name: value for name, value in slots.items() if not torch.is_tensor(value)}
+               for index, slots in state["state"].items()}
+    return tensors, {"state": numbers, "param_groups": state["param_groups"], "scheduler": scheduler.state_dict()}
+
+
+def _restore_optimizer_state(tensors: dict[str, torch.Tensor], plain: dict) -> tuple[dict, dict]:
+    state: dict[int, dict] = {int(index): dict(numbers) for index, numbers in plain["state"].items()}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    return {"state": state, "param_groups": plain["param_groups"]}, plain["scheduler"]
+
+
+def export(model, config: TrainConfig, state: TrainState, identity: dict, base_name: str) -> Path:
+    """The shippable result: a LoRA adapter (peft format) or the trained tensors, plus a record."""
+    folder = Path(config.out) / "adapter"
+    validation = [h["validation_loss"] for h in state.history if "validation_loss" in h]
+    replace_folder(folder, lambda fresh: _write_adapter(fresh, model, config, state, identity, base_name, validation))
+    return folder
+
+
+def _write_adapter(folder: Path, model, config: TrainConfig, state: TrainState, identity: dict, base_name: str,
+                   validation: list[float]) -> None:
+    from safetensors.torch import save_file
+
+    if config.method == "lora":
+        model.save_pretrained(folder)
+        (folder / "README.md").unlink(missing_ok=True)  # peft's empty model-card template
+        peft_config = json.loads((folder / "adapter_config.json").read_text())
+        peft_config["base_model_name_or_path"] = base_name  # not this machine's cache path
+        (folder / "adapter_config.json").write_text(json.dumps(peft_config, indent=2))
+    else:
+        save_file(trainable_state(model), folder / TRAINED_WEIGHTS)
+    (folder / ADAPTER_RECORD).write_text(json.dumps({
+        "base_model": base_name, "base_weights": identity["base"], "method": config.method,
+        "steps": state.step, "data": identity["data"], "config": config.identity(),
+        "final_loss": state.history[-1]["loss"] if state.history else None,
+        "final_validation_loss": validation[-1] if validation else None}, indent=1))

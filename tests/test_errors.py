@@ -1,0 +1,29 @@
+"""One error root: every stage's error is an InBedderError, and a missing optional part names its install."""
+
+import pytest
+from click.testing import CliRunner
+
+from inbedder import errors
+from inbedder.cli import main
+
+
+def test_every_error_the_product_raises_shares_one_root():
+    kinds = [errors.ConfigError, errors.ModelLoadError, errors.InvalidInputError, errors.TableError, errors.JobError,
+             errors.LocalClusterError, errors.IndexBuildError, errors.ClusterError, errors.TrainingError,
+             errors.MissingExtraError]
+    assert all(issubclass(k, errors.InBedderError) for k in kinds)
+    from inbedder.engine import InBedderError, ModelLoadError
+
+    assert InBedderError is errors.InBedderError and ModelLoadError is errors.ModelLoadError
+
+
+def test_a_missing_extra_is_named_with_its_pip_install(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "faiss" else real(name, *a))
+    with pytest.raises(errors.MissingExtraError, match=r"pip install 'inbedder\[index\]'"):
+        errors.require_extra("index", "faiss")
+    result = CliRunner().invoke(main, ["index", "--table", "/t", "--out", "/o"])
+    assert result.exit_code == 1 and result.output.strip().count("\n") == 0
+    assert "inbedder[index]" in result.output and "Traceback" not in result.output
