@@ -20,9 +20,12 @@ def start_spark(config: JobConfig):
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
-    active = SparkSession.getActiveSession()
-    if active is not None:
-        return active, False
+    from pyspark import SparkContext
+
+    # the caller's context (a test session, a notebook): reused and left running; checked process-wide, since
+    # a first run starts Spark from a worker thread, where getActiveSession() sees no session
+    if SparkContext._active_spark_context is not None:
+        return SparkSession.builder.getOrCreate(), False
 
     builder = (SparkSession.builder.master(config.spark.master).appName("inbedder-embed")
                .config("spark.ui.enabled", "false")

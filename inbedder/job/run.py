@@ -28,7 +28,7 @@ from inbedder.job.report import InstructionCounts, RunReport
 from inbedder.job.settings import JobConfig
 from inbedder.job.spark import existing_state, read_source, spark_failures_explained
 from inbedder.job.waves import WaveCounters, output_schema, run_wave
-from inbedder.lake import ERROR, KEY_HASH, OutputMeta, answer_column, embedding_column, quote
+from inbedder.lake import ERROR, KEY_HASH, OutputMeta, quote, vector_columns
 from inbedder.console import PolledProgress
 
 log = logging.getLogger(__name__)
@@ -181,8 +181,8 @@ class _Run:
     def _clear_columns(self, changed: list[str]) -> float:
         t0 = time.perf_counter()
         log.info("instruction text changed for %s: clearing those vectors before re-embedding", ", ".join(changed))
-        lake.clear_columns(self.config.output.path, [embedding_column(n) for n in changed] +
-                           ([answer_column(n) for n in changed] if self.config.model.answers else []))
+        lake.clear_columns(self.config.output.path,
+                           [c for n in changed for c in vector_columns(n, self.config.model.answers)])
         return time.perf_counter() - t0
 
     # --- execute ------------------------------------------------------------------------
@@ -193,7 +193,7 @@ class _Run:
 
         config, report = self.config, self.report
         key, names = config.input.key, list(config.instructions)
-        stale = [embedding_column(n) for n in plan.instructions.stale]
+        stale = [c for n in plan.instructions.stale for c in vector_columns(n)]
         delta = config.output.format == "delta"
         parquet_parts: list[pa.Table] = []
         wave_seq = lake.delta_transaction_version(config.output.path, report.run_id) + 1 if delta else 0

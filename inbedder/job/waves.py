@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from inbedder.job.replicas import PoolClient, PoolHandle
 from inbedder.job.settings import JobConfig
-from inbedder.lake import ERROR, KEY_HASH, answer_column, embedding_column, quote, spark_uri
+from inbedder.lake import ERROR, KEY_HASH, answer_column, embedding_column, quote, spark_uri, status_column
 
 
 def output_schema(config: JobConfig, source: pa.Schema, instructions: list[str]) -> pa.Schema:
@@ -21,6 +21,7 @@ def output_schema(config: JobConfig, source: pa.Schema, instructions: list[str])
     fields += [source.field(c) for c in config.input.passthrough]
     for name in instructions:
         fields.append(pa.field(embedding_column(name), pa.list_(pa.float32())))
+        fields.append(pa.field(status_column(name), pa.bool_()))
         if config.model.answers:
             fields.append(pa.field(answer_column(name), pa.string()))
     fields.append(pa.field(ERROR, pa.string()))
@@ -71,6 +72,7 @@ def result_batch(chunk: pa.RecordBatch, result: dict, questions: dict[str, str],
         offsets = pa.array(np.arange(0, (n + 1) * dim, dim, dtype=np.int32))
         columns[embedding_column(name)] = pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1)),
                                                                    mask=pa.array(failed))
+        columns[status_column(name)] = pa.array(np.ones(n, dtype=bool), mask=failed)
         if result.get("answers"):
             columns[answer_column(name)] = pa.array(result["answers"][name], type=pa.string())
     columns[ERROR] = pa.array(result["errors"], type=pa.string())

@@ -23,6 +23,20 @@ def embedding_column(name: str) -> str:
     return f"{name}_embedding"
 
 
+def status_column(name: str) -> str:
+    """True where the row holds this instruction's vector for its current text (null otherwise).
+
+    One bit per row and instruction: a run decides what to embed from these and
+    the text hashes, never by reading the vectors themselves.
+    """
+    return f"_inbedder_has_{name}"
+
+
+def vector_columns(name: str, answers: bool = False) -> list[str]:
+    """Everything one instruction writes to a row: its vector, its status bit and, optionally, its answer."""
+    return [embedding_column(name), status_column(name)] + ([answer_column(name)] if answers else [])
+
+
 def cluster_column(name: str) -> str:
     """Where `inbedder cluster` writes an instruction's k-means assignment."""
     return f"{name}_cluster"

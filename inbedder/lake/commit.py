@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from inbedder.errors import TableError
 from inbedder.fs import replace_folder
-from inbedder.lake.columns import KEY_HASH, META_KEY, clusters_made_stale_by, quote
+from inbedder.lake.columns import KEY_HASH, META_KEY, clusters_made_stale_by, embedding_column, quote, status_column
 from inbedder.lake.meta import ExistingOutput, OutputMeta
 from inbedder.lake.paths import is_remote
 from inbedder.lake.snapshot import is_delta_table
@@ -215,3 +215,20 @@ def write_cluster_labels(path: str, key: str, keys: pa.Array, hashes: pa.Array, 
      .when_matched_update(updates={quote(column): "NULL"})
      .when_not_matched_by_source_update(updates={quote(column): "NULL"})
      .execute())
+
+
+def add_status_columns(path: str, instructions: list[str]) -> list[str]:
+    """Give an output written before status bits existed its bits, in one pass over the vectors (once).
+
+    Returns the columns added. Rows with a vector get True; the rest stay NULL.
+    """
+    from deltalake import CommitProperties
+
+    columns = [status_column(n) for n in instructions]
+    table = add_missing_columns(path, pa.schema([pa.field(c, pa.bool_()) for c in columns]))
+    # one rewrite for all of them; the condition sits in the value, since delta-rs can't take a list column
+    # in an UPDATE predicate ("Predicate references unknown column")
+    table.update(updates={quote(status_column(n)): f"CASE WHEN {quote(embedding_column(n))} IS NOT NULL THEN true END"
+                          for n in instructions},
+                 commit_properties=CommitProperties(custom_metadata={"inbedder.operation": "add status bits"}))
+    return columns

@@ -103,6 +103,13 @@ def delta_version(path: str) -> int:
     return DeltaTable(path).version()
 
 
+def table_schema(path: str) -> pa.Schema:
+    """A Delta table's current schema (every file read with it gets every column, NULL where a file lacks one)."""
+    from deltalake import DeltaTable
+
+    return pa.schema(DeltaTable(path).schema().to_arrow())
+
+
 def output_files(path: str, fmt: str) -> list[str]:
     if fmt == "delta":
         from deltalake import DeltaTable

@@ -440,3 +440,45 @@ def test_end_to_end_on_the_default_model(cluster, tmp_path, sample_rows):
     assert cos.min() >= 0.9999
     assert out.column("intent_answer").null_count == 0
     assert all(a.strip() for a in out.column("intent_answer").to_pylist())
+
+
+def _read_schema(frame) -> str:
+    return " ".join(line for line in frame._jdf.queryExecution().executedPlan().toString().splitlines()
+                    if "ReadSchema" in line)
+
+
+def test_the_state_of_a_rerun_is_read_from_status_bits_not_vectors(cluster, tmp_path, sample_rows, tiny_dirs):
+    """At lake scale the vectors are most of the bytes: deciding what to embed must not read them."""
+    from inbedder import lake
+    from inbedder.job.spark import existing_state
+
+    src = tmp_path / "src.parquet"
+    pq.write_table(sample_rows.slice(0, 60), src)
+    config = config_for(src, tmp_path / "out", tiny_dirs["llama"])
+    run_job(config)
+    out = read_output(tmp_path / "out")
+    assert out.column(lake.status_column("intent")).to_pylist() == [True] * 60
+    state = existing_state(cluster, config, lake.existing_output(str(tmp_path / "out"), "delta"), list(QUESTIONS))
+    schema = _read_schema(state)
+    assert "_inbedder_has_intent" in schema and "_embedding" not in schema, schema
+    assert state.where("_has_intent AND _has_feeling").count() == 60
+
+
+def test_an_output_from_before_status_bits_gets_them_once_and_nothing_is_reembedded(cluster, tmp_path, tiny_dirs,
+                                                                                     banking_texts):
+    from inbedder import lake
+
+    from ..conftest import QUESTION, output_table
+
+    table = output_table(tmp_path / "out", InBedder.from_pretrained(str(tiny_dirs["llama"])), banking_texts[:30])
+    assert lake.status_column("q") not in DeltaTable(str(table)).schema().to_arrow().names  # the old layout
+    src = tmp_path / "src.parquet"
+    pq.write_table(pa.table({"id": [f"k{i}" for i in range(30)], "text": banking_texts[:30]}), src)
+    config = load_config(base={"input.path": str(src), "input.key": "id", "input.text": "text",
+                               "instructions": {"q": QUESTION}, "output.path": str(table),
+                               "model.name": str(tiny_dirs["llama"]), "progress": False})
+    report = run_job(config)
+    assert report.rows_embedded == 0 and report.instructions["q"].skipped == 30
+    assert read_output(table).column(lake.status_column("q")).to_pylist() == [True] * 30
+    version = DeltaTable(str(table)).version()
+    assert run_job(config).rows_embedded == 0 and DeltaTable(str(table)).version() == version  # once only
