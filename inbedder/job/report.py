@@ -28,6 +28,8 @@ class RunReport:
     rows_failed: int = 0
     rows_deleted: int = 0
     waves: int = 0
+    wave_commit_seconds: list[float] = field(default_factory=list)  # per wave, in order: does a commit grow?
+    replicas_started: bool = False
     instructions: dict[str, InstructionCounts] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=lambda: {"start_up": 0.0, "read": 0.0, "embed": 0.0,
                                                                "commit": 0.0, "total": 0.0})

@@ -120,6 +120,7 @@ class _Run:
         config, report = self.config, self.report
         attempt = uuid.uuid4().hex[:8]  # this process's try at the run: names its replicas and staging
         handle, actors = start_pool(config, address, f"{report.run_id[:8]}-{attempt}")
+        report.replicas_started = True
         try:
             spark = spark_ready()
             identity = ray.get(actors[0].identity.remote())
@@ -223,7 +224,8 @@ class _Run:
                     parquet_parts.append(data)
                 report.waves += 1
                 wave_seq += 1
-                report.seconds["commit"] += time.perf_counter() - t1
+                report.wave_commit_seconds.append(time.perf_counter() - t1)
+                report.seconds["commit"] += report.wave_commit_seconds[-1]
         finally:
             progress.close()
         embedded = report.rows_embedded + report.rows_failed
