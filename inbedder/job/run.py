@@ -217,7 +217,8 @@ class _Run:
                 if delta:
                     version = lake.commit_delta_wave(
                         config.output.path, data, key, meta_with(meta, self.existing), report.run_id, wave_seq,
-                        update_columns=[c for c in data.column_names if c != key], null_when_changed=stale)
+                        update_columns=[c for c in data.column_names if c != key], null_when_changed=stale,
+                        target_file_bytes=config.output.target_file_mb and config.output.target_file_mb * 2**20)
                     report.output_version = version if version is not None else report.output_version
                     lake.remove_staging(config.output.path, f"{report.run_id}/{attempt}/wave-{wave_seq}")
                 else:
@@ -274,7 +275,8 @@ class _Run:
                 gone = state.join(df, state["_k"] == df[quote(key)], "left_anti").select("_k").toArrow().column("_k")
                 report.rows_deleted = lake.delete_keys(config.output.path, key, gone, report.run_id)
             if report.waves == 0 and existing is not None:
-                lake.set_output_meta(config.output.path, meta_with(meta, existing))
+                lake.set_output_meta(config.output.path, meta_with(meta, existing),
+                                     config.output.target_file_mb and config.output.target_file_mb * 2**20)
             report.output_version = lake.delta_version(config.output.path)
         else:  # Parquet output is rewritten whole at each run (no log to commit to): the source keys are needed
             keys = df.select(F.col(quote(key))).toArrow().column(key)

@@ -102,6 +102,8 @@ class OutputSettings(_Strict):
         default="sidecar", description="sidecar: a table keyed by key; merge: add columns to the source Delta table"
     )
     wave_rows: int = Field(default=20000, ge=1, description="rows per commit; a killed run redoes at most one wave")
+    target_file_mb: int | None = Field(default=None, ge=1, description="size of the Delta output's data files "
+                                       "(delta.targetFileSize; default: delta-rs's 100 MB)")
 
 
 class IndexSettings(_Strict):

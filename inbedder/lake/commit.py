@@ -22,6 +22,9 @@ from inbedder.lake.paths import is_remote
 from inbedder.lake.snapshot import is_delta_table
 
 
+TARGET_FILE_SIZE = "delta.targetFileSize"  # the Delta table property delta-rs cuts written files by
+
+
 def app_id(run_id: str) -> str:
     return f"inbedder:{run_id}"
 
@@ -36,19 +39,23 @@ def delta_transaction_version(path: str, run_id: str) -> int:
 
 
 def commit_delta_wave(path: str, data: pa.Table, key: str, meta: OutputMeta, run_id: str, wave: int,
-                      *, update_columns: list[str], null_when_changed: list[str] | None = None) -> int | None:
+                      *, update_columns: list[str], null_when_changed: list[str] | None = None,
+                      target_file_bytes: int | None = None) -> int | None:
     """Upsert one wave by key in one Delta transaction; a wave already committed is skipped.
 
     Rows whose text changed also lose the vectors of instructions this run did not
     compute (`null_when_changed`), so no vector outlives the text it was made from.
-    Returns the new table version, or None when this (run, wave) was committed before.
+    `target_file_bytes` sets the table's `delta.targetFileSize`, which delta-rs's
+    writes, merges and OPTIMIZE cut files by. Returns the new table version, or
+    None when this (run, wave) was committed before.
     """
     from deltalake.exceptions import CommitFailedError, DeltaError
 
     attempts = 5
     for attempt in range(attempts):
         try:
-            return _commit_delta_wave_once(path, data, key, meta, run_id, wave, update_columns, null_when_changed)
+            return _commit_delta_wave_once(path, data, key, meta, run_id, wave, update_columns, null_when_changed,
+                                           target_file_bytes)
         except (CommitFailedError, DeltaError) as exc:
             # another writer committed first: re-read the table and try again (the upsert is idempotent)
             if attempt == attempts - 1 or not _is_conflict(exc):
@@ -63,7 +70,8 @@ def _is_conflict(exc: Exception) -> bool:
 
 
 def _commit_delta_wave_once(path: str, data: pa.Table, key: str, meta: OutputMeta, run_id: str, wave: int,
-                            update_columns: list[str], null_when_changed: list[str] | None) -> int | None:
+                            update_columns: list[str], null_when_changed: list[str] | None,
+                            target_file_bytes: int | None) -> int | None:
     from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
     if delta_transaction_version(path, run_id) >= wave:
@@ -73,10 +81,11 @@ def _commit_delta_wave_once(path: str, data: pa.Table, key: str, meta: OutputMet
     if not is_delta_table(path):
         # delta-rs refuses custom properties at creation: the description carries them atomically with
         # the first rows, and the properties follow in the next commit
-        write_deltalake(path, data, mode="error", description=meta.to_description(), commit_properties=props)
+        write_deltalake(path, data, mode="error", description=meta.to_description(), commit_properties=props,
+                        configuration=_file_size_property(target_file_bytes))
         set_output_meta(path, meta)
         return DeltaTable(path).version()
-    set_output_meta(path, meta)
+    set_output_meta(path, meta, target_file_bytes)
     table = add_missing_columns(path, data.schema)
     merge = table.merge(source=data, predicate=f"t.{quote(key)} = s.{quote(key)}", source_alias="s",
                         target_alias="t", commit_properties=props)
@@ -109,12 +118,20 @@ def add_missing_columns(path: str, schema: pa.Schema):
     return table
 
 
-def set_output_meta(path: str, meta: OutputMeta) -> None:
+def _file_size_property(target_file_bytes: int | None) -> dict[str, str] | None:
+    return {TARGET_FILE_SIZE: str(target_file_bytes)} if target_file_bytes else None
+
+
+def set_output_meta(path: str, meta: OutputMeta, target_file_bytes: int | None = None) -> None:
+    """The output's record (and its file size, when one is asked), set only where it differs."""
     from deltalake import DeltaTable
 
     table = DeltaTable(path)
-    wanted = meta.to_properties()
-    if OutputMeta.from_properties(dict(table.metadata().configuration)) != meta:
+    current = dict(table.metadata().configuration)
+    wanted = {} if OutputMeta.from_properties(current) == meta else meta.to_properties()
+    if target_file_bytes and current.get(TARGET_FILE_SIZE) != str(target_file_bytes):
+        wanted[TARGET_FILE_SIZE] = str(target_file_bytes)
+    if wanted:
         table.alter.set_table_properties(wanted, raise_if_not_exists=False)
 
 

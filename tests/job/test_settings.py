@@ -25,6 +25,8 @@ def test_errors_name_each_wrong_field():
         load_config(None, [], {**BASE, "output.path": "/lake/src"})
     with pytest.raises(ConfigError, match="does not exist"):
         load_config("/nonexistent/job.yaml")
+    with pytest.raises(ConfigError, match=r"output.target_file_mb.*greater than or equal to 1"):
+        load_config(None, ["output.target_file_mb=0"], BASE)
 
 
 def test_overrides_are_read_as_yaml_and_win_over_the_file(tmp_path):

@@ -37,3 +37,24 @@ def test_writing_new_vectors_clears_that_instructions_cluster_labels(tmp_path):
                              _meta("A"), "r", 1, update_columns=[KEY_HASH, "A_embedding"])
     rows = {r["id"]: r for r in DeltaTable(path).to_pyarrow_table().to_pylist()}
     assert rows["a"]["A_cluster"] == 0 and rows["b"]["A_cluster"] is None and rows["b"]["A_embedding"] == 9.0
+
+
+def test_the_output_file_size_option_cuts_waves_into_files_of_that_size(tmp_path):
+    import numpy as np
+
+    rows = 20_000
+    data = pa.table({"id": [f"k{i}" for i in range(rows)], KEY_HASH: [f"h{i}" for i in range(rows)],
+                     "q_embedding": pa.array(list(np.random.default_rng(0).random((rows, 64), dtype=np.float32)),
+                                             pa.list_(pa.float32()))})  # ~5.5 MB of vectors
+    sized, plain = str(tmp_path / "sized"), str(tmp_path / "plain")
+    lake.commit_delta_wave(sized, data, "id", _meta("q"), "r", 0, update_columns=data.column_names[1:],
+                           target_file_bytes=2**20)
+    lake.commit_delta_wave(plain, data, "id", _meta("q"), "r", 0, update_columns=data.column_names[1:])
+    assert len(DeltaTable(plain).file_uris()) == 1
+    assert 4 <= len(DeltaTable(sized).file_uris()) <= 8  # about 1 MB each
+    assert DeltaTable(sized).metadata().configuration["delta.targetFileSize"] == str(2**20)
+    assert DeltaTable(sized).to_pyarrow_table().sort_by("id").equals(DeltaTable(plain).to_pyarrow_table().sort_by("id"))
+    more = data.slice(0, 5_000)  # a later wave (a MERGE) keeps to the size as well
+    lake.commit_delta_wave(sized, more, "id", _meta("q"), "r", 1, update_columns=data.column_names[1:],
+                           target_file_bytes=2**20)
+    assert all(p.stat().st_size < 2 * 2**20 for p in (tmp_path / "sized").glob("*.parquet"))
