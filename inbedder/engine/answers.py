@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
 from inbedder.engine.batching import plan_batches
 from inbedder.engine.forward import ForwardPlan, _left_pad, _right_pad
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
 
 @torch.inference_mode()
 def greedy_answers(
     plan: ForwardPlan,
     lm: torch.nn.Module,
-    tokenizer: object,
+    tokenizer: PreTrainedTokenizerBase,
     seqs: Sequence[Sequence[int]],
     *,
     masked: bool,
@@ -27,9 +31,9 @@ def greedy_answers(
         if masked:
             ids, mask = _right_pad(chosen, plan.pad_token_id)
             logits = lm(input_ids=ids.to(plan.device), attention_mask=mask.to(plan.device)).logits
-            slots = ids == tokenizer.mask_token_id  # type: ignore[attr-defined]
+            slots = ids == tokenizer.mask_token_id
             best = logits.argmax(-1).cpu()
-            texts = [tokenizer.decode(best[r][slots[r]], skip_special_tokens=True) for r in range(len(chosen))]  # type: ignore[attr-defined]
+            texts = [tokenizer.decode(best[r][slots[r]], skip_special_tokens=True) for r in range(len(chosen))]
         else:
             ids, mask = _left_pad(chosen, plan.pad_token_id)
             out = lm.generate(
@@ -43,7 +47,7 @@ def greedy_answers(
                 top_k=None,
                 pad_token_id=plan.pad_token_id,
             )
-            texts = tokenizer.batch_decode(out[:, ids.shape[1] :].cpu(), skip_special_tokens=True)  # type: ignore[attr-defined]
+            texts = tokenizer.batch_decode(out[:, ids.shape[1] :].cpu(), skip_special_tokens=True)
         for t, text in zip(batch, texts):
             answers[int(t)] = text.strip()
     return answers

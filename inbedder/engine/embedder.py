@@ -190,12 +190,12 @@ class InBedder:
 
     # --- internals --------------------------------------------------------------------
     def _plan(self) -> ForwardPlan:
-        return ForwardPlan(self._base, int(self.loaded.tokenizer.pad_token_id), self.loaded.device,  # type: ignore[attr-defined]
+        return ForwardPlan(self._base, int(self.loaded.tokenizer.pad_token_id), self.loaded.device,
                            self.token_budget)
 
     def _states(self, plan: ForwardPlan, seqs: list[list[list[int]]]) -> np.ndarray:
         if self.loaded.masked:
-            mask_id = int(self.loaded.tokenizer.mask_token_id)  # type: ignore[attr-defined]
+            mask_id = int(self.loaded.tokenizer.mask_token_id)
             return np.stack([masked_slot_states(plan, per, mask_id) for per in seqs])
         return decoder_last_states(plan, seqs)
 

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -19,6 +20,9 @@ from inbedder.engine.digests import canonical_json_sha256, file_sha256
 from inbedder.engine.errors import ModelLoadError
 from inbedder.engine.gguf import DEFAULT_MODEL_NAME, SOURCE_RECORD, converted_dir, default_gguf_path, source_record
 from inbedder.engine.hardware import cpu_bf16_or_fp32
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 # The embedded models: the default is the base with this project's trained adapter
 # (issue "a small InBedder that follows instructions"); zero-shot stays selectable.
@@ -44,7 +48,7 @@ _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_m
 @dataclass
 class LoadedModel:
     model: torch.nn.Module
-    tokenizer: object
+    tokenizer: PreTrainedTokenizerBase
     masked: bool
     name: str
     weights_digest: str

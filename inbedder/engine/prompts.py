@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from inbedder.engine.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 PROMPT_TEMPLATE = "### Input:\n{input}\n\n### Instruction:\n{instruction}\n\n### Response:"
 MASK_COUNT = 3  # masked LMs answer through three <mask> slots after the prompt
@@ -23,17 +27,17 @@ def format_prompt(text: str, instruction: str) -> str:
 class PromptTokenizer:
     """Turns (text, instruction) pairs into the token ids the model sees."""
 
-    tokenizer: object
+    tokenizer: PreTrainedTokenizerBase
     max_length: int
     masked: bool
 
     def prompt_suffix(self) -> str:
-        return self.tokenizer.mask_token * MASK_COUNT if self.masked else ""  # type: ignore[attr-defined]
+        return self.tokenizer.mask_token * MASK_COUNT if self.masked else ""
 
     def instruction_tokens(self, instruction: str) -> int:
         """Tokens the question part needs, with special tokens: it must fit or be refused."""
         tail = PROMPT_TEMPLATE.split("{input}")[1].format(instruction=instruction) + self.prompt_suffix()
-        ids = self.tokenizer(tail, add_special_tokens=True)["input_ids"]  # type: ignore[operator]
+        ids = self.tokenizer(tail, add_special_tokens=True)["input_ids"]
         return len(ids)
 
     def check_instruction(self, name: str, instruction: str) -> None:
@@ -47,7 +51,7 @@ class PromptTokenizer:
 
     def tokenize(self, texts: Sequence[str], instruction: str) -> list[list[int]]:
         prompts = [format_prompt(t, instruction) + self.prompt_suffix() for t in texts]
-        encoded = self.tokenizer(  # type: ignore[operator]
+        encoded = self.tokenizer(
             prompts, truncation=True, max_length=self.max_length, add_special_tokens=True
         )
         return [list(ids) for ids in encoded["input_ids"]]

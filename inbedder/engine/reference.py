@@ -30,23 +30,23 @@ def reference_encode(
 ) -> np.ndarray:
     """The paper repo's released configs use batch_size=64 and max_new_tokens=20 (benchmarks use those)."""
     tok = loaded.tokenizer
-    suffix = tok.mask_token * MASK_COUNT if loaded.masked else ""  # type: ignore[attr-defined]
+    suffix = tok.mask_token * MASK_COUNT if loaded.masked else ""
     prompts = [format_prompt(t, instruction) + suffix for t in texts]
     out = []
     for start in range(0, len(prompts), batch_size):
-        feats = tok(  # type: ignore[operator]
+        feats = tok(
             prompts[start : start + batch_size], padding=True, truncation=True, max_length=max_length,
             return_tensors="pt",
         ).to(loaded.device)
         if loaded.masked:
             hidden = loaded.model(**feats, output_hidden_states=True, return_dict=True).hidden_states[-1]
-            slots = (feats["input_ids"] == tok.mask_token_id).unsqueeze(-1).to(hidden.dtype)  # type: ignore[attr-defined]
+            slots = (feats["input_ids"] == tok.mask_token_id).unsqueeze(-1).to(hidden.dtype)
             vecs = (hidden * slots).sum(1) / slots.sum(1)
         else:
             gen = loaded.model.generate(
                 **feats, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                 temperature=None, top_p=None, top_k=None,
-                pad_token_id=tok.pad_token_id,  # type: ignore[attr-defined]
+                pad_token_id=tok.pad_token_id,
                 output_hidden_states=True, return_dict_in_generate=True,
             )
             vecs = gen.hidden_states[0][-1][:, -1, :]
