@@ -166,6 +166,8 @@ def main() -> None:
                         "seconds": rerun["report"]["seconds"]},
             "index_seconds": index_seconds,
         }
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=2))  # each size kept, should a larger one not finish
         print(f"{n:>9} rows: first {first['wall']:.0f}s, no-op {noop['wall']:.1f}s, changed {rerun['wall']:.1f}s, "
               f"commits {commits[0]:.2f}s -> {commits[-1]:.2f}s, driver RSS {first['driver_peak_rss_mb']:.0f} MB, "
               f"index {index_seconds:.0f}s", flush=True)
