@@ -10,8 +10,8 @@ from contextlib import contextmanager
 
 import pyarrow as pa
 
-from inbedder.errors import JobError
 from inbedder import lake
+from inbedder.errors import JobError
 from inbedder.job.settings import JobConfig
 from inbedder.lake import ERROR, KEY_HASH, embedding_column, quote, spark_uri, status_column
 
@@ -50,8 +50,10 @@ def existing_state(spark, config: JobConfig, existing: lake.ExistingOutput, usab
     files = lake.output_files(config.output.path, existing.format)  # after that rewrite, if any
     if not files:
         return None
-    wanted = [config.input.key, KEY_HASH, ERROR, *[status_column(n) for n in usable],
-              *[embedding_column(n) for n in usable if status_column(n) not in names]]
+    # a Parquet output carries old rows without bits into each rewrite: there the vectors decide
+    by_bits = {n for n in usable if existing.format == "delta" and status_column(n) in names}
+    wanted = [config.input.key, KEY_HASH, ERROR, *[status_column(n) for n in by_bits],
+              *[embedding_column(n) for n in usable if n not in by_bits]]
     present = [c for c in wanted if c in names]
     if existing.format == "delta":
         schema = lake.table_schema(config.output.path)
@@ -63,7 +65,7 @@ def existing_state(spark, config: JobConfig, existing: lake.ExistingOutput, usab
     cols = [F.col(quote(config.input.key)).alias("_k"),
             (F.col(KEY_HASH) if KEY_HASH in names else F.lit(None).cast("string")).alias("_h")]
     for name in usable:
-        has = (F.coalesce(F.col(status_column(name)), F.lit(False)) if status_column(name) in names
+        has = (F.coalesce(F.col(status_column(name)), F.lit(False)) if name in by_bits
                else F.col(embedding_column(name)).isNotNull())
         cols.append((has | has_error).alias(f"_has_{name}"))
     return out.select(*cols)

@@ -482,3 +482,28 @@ def test_an_output_from_before_status_bits_gets_them_once_and_nothing_is_reembed
     assert read_output(table).column(lake.status_column("q")).to_pylist() == [True] * 30
     version = DeltaTable(str(table)).version()
     assert run_job(config).rows_embedded == 0 and DeltaTable(str(table)).version() == version  # once only
+
+
+def test_a_parquet_output_from_before_status_bits_is_not_reembedded_after_it_grows(cluster, tmp_path, tiny_dirs,
+                                                                                    banking_texts):
+    """Old rows carried into each rewrite have no bits: for Parquet outputs the vectors decide."""
+    import hashlib
+
+    from inbedder import lake
+
+    from ..conftest import QUESTION
+
+    model = InBedder.from_pretrained(str(tiny_dirs["llama"]))
+    old = pa.table({"id": [f"k{i}" for i in range(20)],
+                    lake.KEY_HASH: [hashlib.sha256(t.encode()).hexdigest() for t in banking_texts[:20]],
+                    "q_embedding": pa.array(list(model.encode(banking_texts[:20], QUESTION)), pa.list_(pa.float32())),
+                    lake.ERROR: pa.array([None] * 20, pa.string())})
+    meta = lake.OutputMeta(model.model_name, model.fingerprint, model.template, model.dim, "id", {"q": QUESTION})
+    lake.write_parquet_output(str(tmp_path / "out"), [old], meta, old.schema)  # the layout before status bits
+    src = tmp_path / "src.parquet"
+    config = load_config(base={"input.path": str(src), "input.key": "id", "input.text": "text",
+                               "instructions": {"q": QUESTION}, "output.path": str(tmp_path / "out"),
+                               "output.format": "parquet", "model.name": str(tiny_dirs["llama"]), "progress": False})
+    pq.write_table(pa.table({"id": [f"k{i}" for i in range(25)], "text": banking_texts[:25]}), src)
+    assert run_job(config).rows_embedded == 5  # only the new rows
+    assert run_job(config).rows_embedded == 0  # and the carried old rows (bits null) are not taken for missing
