@@ -339,3 +339,99 @@ def test_answer_loss_equals_the_models_own_loss_on_a_ragged_batch(tiny_dirs):
     assert torch.allclose(got, expected, atol=1e-5), (got, expected)
     got.backward()  # gradients flow through the kept positions only
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters() if p.requires_grad)
+
+
+GROUPS = ["bank-intent:card", "bank-intent:refund", "feel:joy", "feel:anger"] * 4
+
+
+@pytest.fixture()
+def grouped_rows_file(tmp_path):
+    path = tmp_path / "grouped.parquet"
+    pq.write_table(pa.table({"input": [f"{r[0]} ({i})" for i, r in enumerate(ROWS)],
+                             "instruction": [r[1] for r in ROWS], "answer": [r[2] for r in ROWS],
+                             "group": GROUPS[:-2] + [None, None]}), path)
+    return path
+
+
+def test_the_states_trained_on_are_the_engines_vectors(tiny_dirs):
+    from inbedder.training.trainer import answer_loss_and_states, collate
+
+    engine = InBedder.from_pretrained(str(tiny_dirs["llama"]))
+    config = TrainConfig(model=str(tiny_dirs["llama"]), train="unused", out="unused", max_length=64)
+    texts = [r[0] for r in ROWS[:2]]
+    examples = [encode_example(engine.loaded.tokenizer, False, t, "What does the customer want?", a, config)
+                for t, a in zip(texts, ["card delivery", "a refund of the second charge"], strict=True)]
+    batch = collate(examples, int(engine.loaded.tokenizer.pad_token_id))
+    with torch.no_grad():
+        _, states = answer_loss_and_states(engine.loaded.model, batch, False, False)
+    expected = engine.encode(texts, "What does the customer want?")
+    got = states.numpy()
+    cos = (got * expected).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(expected, axis=1)
+    assert np.all(cos > 0.9999), cos
+
+
+def test_contrastive_loss_is_low_when_groups_cluster_and_ignores_rows_without_a_partner():
+    from inbedder.training.trainer import contrastive_loss
+
+    apart = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [-1.0, 0.0]])
+    groups = ["a", "a", "b", "b", "c"]
+    mixed = apart[[0, 2, 1, 3, 4]]
+    assert contrastive_loss(apart, groups, 0.1) < 0.1 < contrastive_loss(mixed, groups, 0.1)
+    assert float(contrastive_loss(apart, ["a", "b", "c", None, None], 0.1)) == 0.0
+
+
+def test_contrastive_steps_pair_each_labelled_row_with_its_group_within_one_question():
+    from inbedder.training.trainer import paired_steps
+
+    groups = tuple(GROUPS[:-2] + [None, None])
+    steps = paired_steps(groups, 0, 0, 4)
+    anchors = [int(s[0]) for s in steps if groups[int(s[0])] is not None] + \
+              [int(i) for s in steps for i in s[2:3] if groups[int(s[0])] is not None]
+    labelled = [s for s in steps if groups[int(s[0])] is not None]
+    for step in labelled:
+        kinds = {groups[int(i)].split(":")[0] for i in step}
+        assert len(kinds) == 1  # one question per step: its other labels are the negatives
+        for anchor, partner in zip(step[::2], step[1::2], strict=True):
+            assert anchor != partner and groups[int(anchor)] == groups[int(partner)]
+    assert sorted(anchors) == [i for i, g in enumerate(groups) if g is not None]  # each labelled row anchors once
+    assert sorted(int(i) for s in steps if groups[int(s[0])] is None for i in s) == [14, 15]
+    assert [s.tolist() for s in paired_steps(groups, 0, 0, 4)] == [s.tolist() for s in steps]  # (seed, epoch)
+
+
+def test_a_contrastive_run_pulls_a_groups_vectors_together_and_resumes_exactly(tiny_dirs, grouped_rows_file,
+                                                                                 tmp_path):
+    config = _config(tiny_dirs, grouped_rows_file, tmp_path / "whole", contrastive_weight=1.0, epochs=4,
+                     validation=None)
+    folder = train(config)
+    history = json.loads((tmp_path / "whole" / "checkpoint" / "state.json").read_text())["history"]
+    assert "contrastive_loss" in history[0] and config.identity()["contrastive_weight"] == 1.0
+    tuned = InBedder.from_pretrained(str(tiny_dirs["llama"]), adapter=str(folder))
+    plain = InBedder.from_pretrained(str(tiny_dirs["llama"]))
+    texts = [r[0] for r in ROWS[:2]] + ["My new card still has not come.", "I paid twice for my lunch."]
+
+    def separation(model):  # same label vs other label, under the question
+        v = model.encode(texts, "What does the customer want?")
+        v = v / np.linalg.norm(v, axis=1, keepdims=True)
+        sims = v @ v.T
+        return (sims[0, 2] + sims[1, 3]) / 2 - (sims[0, 1] + sims[2, 3]) / 2
+
+    assert separation(tuned) > separation(plain)
+    train(_config(tiny_dirs, grouped_rows_file, tmp_path / "parts", contrastive_weight=1.0, epochs=4,
+                  validation=None, max_steps=3))
+    train(config.model_copy(update={"out": str(tmp_path / "parts")}), resume=True)
+    whole = load_file(tmp_path / "whole" / "checkpoint" / "trainable.safetensors")
+    parts = load_file(tmp_path / "parts" / "checkpoint" / "trainable.safetensors")
+    assert all(torch.equal(whole[k], parts[k]) for k in whole)
+
+
+def test_a_run_starts_from_an_earlier_runs_weights_and_refuses_ungrouped_data(tiny_dirs, rows_file, tmp_path):
+    train(_config(tiny_dirs, rows_file, tmp_path / "first", max_steps=2))
+    first = load_file(tmp_path / "first" / "checkpoint" / "trainable.safetensors")
+    train(_config(tiny_dirs, rows_file, tmp_path / "second", max_steps=1, lr=1e-12, init_from=str(tmp_path / "first")))
+    second = load_file(tmp_path / "second" / "checkpoint" / "trainable.safetensors")
+    assert all(torch.allclose(first[k], second[k], atol=1e-6) for k in first)
+    with pytest.raises(TrainingError, match="group"):
+        train(_config(tiny_dirs, rows_file, tmp_path / "third", contrastive_weight=0.5))
+    with pytest.raises(TrainingError, match="another method"):
+        train(_config(tiny_dirs, rows_file, tmp_path / "fourth", method="top_layers",
+                      init_from=str(tmp_path / "first")))

@@ -240,7 +240,8 @@ def _hinted_rows(texts: list[str], answers: list[str], stems: Iterable[str], nam
     for i in _sample(len(texts), k, rng):
         stem = stems[int(rng.integers(len(stems)))]
         question = hinted(stem, answers[int(i)], choices, rng) if rng.random() < 0.6 else stem + "?"
-        rows.append({"input": texts[int(i)], "instruction": question, "answer": answers[int(i)], "source": name})
+        rows.append({"input": texts[int(i)], "instruction": question, "answer": answers[int(i)], "source": name,
+                     "group": f"{name}:{answers[int(i)]}"})
     return rows
 
 
@@ -285,8 +286,10 @@ def _subject_rows(data: Path, options: DataOptions, embed: Embed, rng: np.random
 
 
 def _request_pair(text: str, areas: Sequence[str], intents: Sequence[str], all_areas: list[str], name: str,
-                  rng: np.random.Generator) -> list[dict]:
-    """One text, two rows: a broad area (sometimes asked with examples) and what the user wants."""
+                  rng: np.random.Generator, labels: tuple[str, str]) -> list[dict]:
+    """One text, two rows: a broad area (sometimes asked with examples) and what the user wants.
+
+    `labels` (area, intent) name the answers' groups: every phrasing of one area is one group."""
     area = areas[int(rng.integers(len(areas)))]
     stem = REQUEST_AREA_QUESTIONS[int(rng.integers(len(REQUEST_AREA_QUESTIONS)))]
     asked = hinted(stem, areas[0], all_areas, rng) if rng.random() < 0.4 else stem + "?"
@@ -294,8 +297,10 @@ def _request_pair(text: str, areas: Sequence[str], intents: Sequence[str], all_a
         area = areas[0]  # the answer is named as the hints name it
     intent = intents[int(rng.integers(len(intents)))]
     question = REQUEST_INTENT_QUESTIONS[int(rng.integers(len(REQUEST_INTENT_QUESTIONS)))]
-    return [{"input": text, "instruction": asked, "answer": area, "source": f"{name}-area"},
-            {"input": text, "instruction": question, "answer": intent, "source": f"{name}-intent"}]
+    return [{"input": text, "instruction": asked, "answer": area, "source": f"{name}-area",
+             "group": f"{name}-area:{labels[0]}"},
+            {"input": text, "instruction": question, "answer": intent, "source": f"{name}-intent",
+             "group": f"{name}-intent:{labels[1]}"}]
 
 
 def sgd_intent_answers(row: dict, max_words: int) -> tuple[str, ...]:
@@ -316,7 +321,8 @@ def _sgd_rows(data: Path, options: DataOptions, rng: np.random.Generator, split:
     for i in _sample(len(usable), k, rng):
         r = usable[int(i)]
         rows += _request_pair(r["text"].strip(), SGD_DOMAIN_ANSWERS[r["domain"]],
-                              sgd_intent_answers(r, options.max_answer_words), all_areas, "sgd", rng)
+                              sgd_intent_answers(r, options.max_answer_words), all_areas, "sgd", rng,
+                              (r["domain"], r["intent"]))
     return rows
 
 
@@ -328,7 +334,7 @@ def _snips_rows(data: Path, options: DataOptions, rng: np.random.Generator) -> l
     for i in _sample(len(table), options.per_request_source // 3, rng):  # 7 intents: fewer rows say enough
         r = table[int(i)]
         areas, intents = SNIPS_INTENTS[r["intent"]]
-        rows += _request_pair(r["text"].strip(), areas, intents, all_areas, "snips", rng)
+        rows += _request_pair(r["text"].strip(), areas, intents, all_areas, "snips", rng, (areas[0], r["intent"]))
     return rows
 
 
@@ -345,7 +351,7 @@ def _nlupp_rows(data: Path, options: DataOptions, rng: np.random.Generator) -> l
     for i in _sample(len(usable), options.per_request_source // 3, rng):
         text, domain, intent = usable[int(i)]
         if len(intent.split()) <= options.max_answer_words:
-            rows += _request_pair(text, NLUPP_DOMAINS[domain], (intent,), all_areas, "nlupp", rng)
+            rows += _request_pair(text, NLUPP_DOMAINS[domain], (intent,), all_areas, "nlupp", rng, (domain, intent))
     return rows
 
 
@@ -388,7 +394,8 @@ def _qa_rows(path: Path, name: str, options: DataOptions, rng: np.random.Generat
             if at < 0 or at + len(r["answer"]) > options.max_context_chars:
                 continue  # truncation would cut the answer out of the passage
             context = context[: options.max_context_chars]
-        out.append({"input": context, "instruction": r["question"], "answer": r["answer"].strip(), "source": name})
+        out.append({"input": context, "instruction": r["question"], "answer": r["answer"].strip(), "source": name,
+                    "group": None})
     return out
 
 
@@ -396,12 +403,16 @@ def _labelled_rows(texts: list[str], answers: list[str], questions: Iterable[str
                    rng: np.random.Generator) -> list[dict]:
     questions = list(questions)
     return [{"input": texts[int(i)], "instruction": questions[int(rng.integers(len(questions)))],
-             "answer": answers[int(i)], "source": name} for i in _sample(len(texts), k, rng)]
+             "answer": answers[int(i)], "source": name, "group": f"{name}:{answers[int(i)]}"}
+            for i in _sample(len(texts), k, rng)]
 
 
 def build_training_rows(data_dir: str | Path, options: DataOptions | None = None,
                         embed: Embed | None = None) -> tuple[pa.Table, pa.Table]:
-    """(train, validation) tables with input, instruction, answer, source; seeded, shuffled.
+    """(train, validation) tables with input, instruction, answer, source, group; seeded, shuffled.
+
+    `group` names the label a labelled row's answer stands for (null for QA rows): rows of one group
+    answer alike, which the optional contrastive term of training uses.
 
     `embed` labels SQuAD articles' subjects (`subject_facet`); all-MiniLM-L6-v2 when not given."""
     options = options or DataOptions()

@@ -14,6 +14,7 @@ uninterrupted run.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -68,6 +69,13 @@ class TrainConfig(BaseModel):
     checkpoint_every: int = Field(default=50, ge=1)
     eval_every: int = Field(default=100, ge=1)
     validation_rows: int = Field(default=200, ge=1)
+    contrastive_weight: float = Field(default=0.0, ge=0, description=(
+        "weight of a supervised contrastive term on the states the engine embeds: rows whose answers stand for "
+        "one label (the data's `group`) pull together, other labels of the same question push apart; steps "
+        "then hold one question's rows in pairs of a label. 0: the paper's recipe alone"))
+    contrastive_temperature: float = Field(default=0.1, gt=0)
+    init_from: str | None = Field(default=None, description="start from the trainable weights of an earlier "
+                                                            "run's checkpoint folder (same method and base)")
     threads: int | None = None
     progress: bool = True
 
@@ -77,6 +85,11 @@ class TrainConfig(BaseModel):
         identity = {k: v for k, v in self.model_dump().items() if k not in volatile}
         if not self.group_by_length:  # off is how runs trained before the option existed: their checkpoints resume
             del identity["group_by_length"]
+        if not self.contrastive_weight:  # the same for options added later, at their defaults
+            for key in ("contrastive_weight", "contrastive_temperature"):
+                del identity[key]
+        if self.init_from is None:
+            del identity["init_from"]
         return identity
 
 
@@ -210,23 +223,68 @@ class TrainState:
     history: list[dict]
 
 
-def total_steps(rows: int, config: TrainConfig) -> int:
-    per_epoch = math.ceil(rows / (config.batch_size * config.grad_accum))
+def total_steps(rows: int, config: TrainConfig, groups: tuple[str | None, ...] | None = None) -> int:
+    per_step = config.batch_size * config.grad_accum
+    per_epoch = (len(paired_steps(groups, config.seed, 0, per_step)) if config.contrastive_weight and groups
+                 else math.ceil(rows / per_step))
     return min(per_epoch * config.epochs, config.max_steps or per_epoch * config.epochs)
 
 
-def batches_for_step(step: int, rows: int, config: TrainConfig,
-                     lengths: np.ndarray | None = None) -> list[np.ndarray]:
+@functools.lru_cache(maxsize=2)
+def paired_steps(groups: tuple[str | None, ...], seed: int, epoch: int, per_step: int) -> list[np.ndarray]:
+    """The steps of one epoch for the contrastive term: a function of (groups, seed, epoch) only.
+
+    Each labelled row is an anchor once, followed by a partner drawn from its group; a step holds
+    the anchors of one question kind (the group's prefix before ':'), so its other rows are that
+    question's other labels, the negatives the term needs. Unlabelled rows (QA) make steps of their own.
+    """
+    rng = np.random.default_rng([seed, epoch, 1])
+    order = rng.permutation(len(groups))
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        if g is not None:
+            members.setdefault(g, []).append(i)
+    anchors_of: dict[str, list[int]] = {}
+    unlabelled: list[int] = []
+    for i in order:
+        g = groups[int(i)]
+        (anchors_of.setdefault(g.split(":", 1)[0], []) if g is not None else unlabelled).append(int(i))
+    steps: list[np.ndarray] = []
+    anchors_per_step = max(per_step // 2, 1)
+    for anchors in anchors_of.values():
+        for start in range(0, len(anchors), anchors_per_step):
+            rows = []
+            for a in anchors[start: start + anchors_per_step]:
+                rows.append(a)
+                pool = members[groups[a]]
+                if len(pool) > 1:
+                    j = int(rng.integers(len(pool) - 1))
+                    rows.append(pool[j + (j >= pool.index(a))])  # any member but the anchor itself
+            steps.append(np.array(rows))
+    steps += [np.array(unlabelled[i: i + per_step]) for i in range(0, len(unlabelled), per_step)]
+    return [steps[int(i)] for i in rng.permutation(len(steps))]
+
+
+def batches_for_step(step: int, rows: int, config: TrainConfig, lengths: np.ndarray | None = None,
+                     groups: tuple[str | None, ...] | None = None) -> list[np.ndarray]:
     """Row indices of each micro-batch of optimizer step `step` (0-based), epochs wrapping.
 
-    `lengths` (tokens per row) is used only when the config groups by length."""
+    `lengths` (tokens per row) is used only when the config groups by length, `groups` only when it
+    has a contrastive term."""
     per_step = config.batch_size * config.grad_accum
-    per_epoch = math.ceil(rows / per_step)
-    epoch, within = divmod(step, per_epoch)
-    if config.group_by_length and lengths is None:
-        raise TrainingError("group_by_length needs the rows' token lengths")
-    order = epoch_order(rows, config.seed, epoch, lengths if config.group_by_length else None, per_step)
-    chunk = order[within * per_step: (within + 1) * per_step]
+    if config.contrastive_weight:
+        if groups is None:
+            raise TrainingError("contrastive_weight needs the rows' groups (a `group` column in the training data)")
+        plan = paired_steps(groups, config.seed, 0, per_step)
+        epoch, within = divmod(step, len(plan))
+        chunk = paired_steps(groups, config.seed, epoch, per_step)[within]
+    else:
+        per_epoch = math.ceil(rows / per_step)
+        epoch, within = divmod(step, per_epoch)
+        if config.group_by_length and lengths is None:
+            raise TrainingError("group_by_length needs the rows' token lengths")
+        order = epoch_order(rows, config.seed, epoch, lengths if config.group_by_length else None, per_step)
+        chunk = order[within * per_step: (within + 1) * per_step]
     return [chunk[i: i + config.batch_size] for i in range(0, len(chunk), config.batch_size)]
 
 
@@ -237,16 +295,52 @@ def answer_loss(model, batch: dict[str, torch.Tensor], bf16: bool, masked: bool)
     answer token: over every prompt position that projection and its softmax were
     about a quarter of a step's work (49k-token vocabulary, 576-wide model).
     """
+    return answer_loss_and_states(model, batch, bf16, masked, states=False)[0]
+
+
+def answer_loss_and_states(model, batch: dict[str, torch.Tensor], bf16: bool, masked: bool,
+                           states: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The answer loss and, with `states`, each row's embedding as the engine takes it.
+
+    A decoder's embedding is the last layer's (normed) state at the last prompt token, the one
+    that predicts the answer's first token; a masked LM's is the mean state of its <mask> slots.
+    """
+    labels = batch["labels"]
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         if masked:
-            return model(**batch).loss
-        labels = batch["labels"]
+            out = model(**batch, output_hidden_states=states)
+            loss = out.loss
+            if not states:
+                return loss, None
+            slots = (labels != IGNORE).unsqueeze(-1).to(out.hidden_states[-1].dtype)
+            pooled = (out.hidden_states[-1] * slots).sum(dim=1) / slots.sum(dim=1).clamp(min=1)
+            return loss, pooled.float()
         predicts = torch.zeros_like(labels, dtype=torch.bool)
         predicts[:, :-1] = labels[:, 1:] != IGNORE  # position t predicts token t + 1
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                       logits_to_keep=predicts).logits
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                    logits_to_keep=predicts, output_hidden_states=states)
     targets = labels[:, 1:][predicts[:, :-1]]
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets)
+    loss = torch.nn.functional.cross_entropy(out.logits.reshape(-1, out.logits.shape[-1]).float(), targets)
+    if not states:
+        return loss, None
+    last_prompt = (labels != IGNORE).int().argmax(dim=1) - 1
+    return loss, out.hidden_states[-1][torch.arange(len(labels)), last_prompt].float()
+
+
+def contrastive_loss(states: torch.Tensor, groups: list[str | None], temperature: float) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al., 2020) over cosine similarities: each row that has
+    another of its group in the batch is pulled to it and pushed from the batch's other rows."""
+    z = torch.nn.functional.normalize(states, dim=-1)
+    n = len(groups)
+    self_pair = torch.eye(n, dtype=torch.bool)
+    same = torch.tensor([[g is not None and g == h for h in groups] for g in groups]) & ~self_pair
+    anchors = same.any(dim=1)
+    if not bool(anchors.any()):
+        return states.sum() * 0.0
+    logits = (z @ z.T / temperature).masked_fill(self_pair, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    per_anchor = -log_prob.masked_fill(~same, 0.0).sum(dim=1) / same.sum(dim=1).clamp(min=1)
+    return per_anchor[anchors].mean()
 
 
 def validation_loss(model, examples: list[Example], pad_id: int, config: TrainConfig, bf16: bool,
@@ -283,14 +377,17 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     val_examples = [encode_example(tokenizer, masked, r["input"], r["instruction"], r["answer"], config)
                     for r in val_rows.select(["input", "instruction", "answer"]).to_pylist()] if val_rows else []
     lengths = np.array([len(e.input_ids) for e in examples])
+    groups = row_groups(rows, config)
     model = prepare_model(loaded.model, config, masked)
+    if config.init_from:
+        _load_trainable(Path(config.init_from), model)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    steps = total_steps(len(examples), config)
+    steps = total_steps(len(examples), config, groups)
     from transformers import get_cosine_schedule_with_warmup
 
-    full_steps = total_steps(len(examples), config.model_copy(update={"max_steps": None}))
+    full_steps = total_steps(len(examples), config.model_copy(update={"max_steps": None}), groups)
     scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(config.warmup_ratio * full_steps), full_steps)
     identity = {"config": config.identity(), "data": data_digest(rows), "base": loaded.weights_digest}
     state = TrainState(0, steps, [])
@@ -305,24 +402,32 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     started = time.perf_counter()
     while state.step < steps:
         optimizer.zero_grad(set_to_none=True)
-        micro = batches_for_step(state.step, len(examples), config, lengths)
+        micro = batches_for_step(state.step, len(examples), config, lengths, groups)
         targets = sum(sum(1 for t in examples[int(i)].labels if t != IGNORE) for b in micro for i in b)
-        step_loss = 0.0
+        step_loss, step_contrast = 0.0, 0.0
         for b in micro:
             batch = collate([examples[int(i)] for i in b], pad_id)
             share = int((batch["labels"] != IGNORE).sum()) / max(targets, 1)  # token-weighted over the step
-            loss = answer_loss(model, batch, bf16, masked) * share
-            loss.backward()
+            loss, states = answer_loss_and_states(model, batch, bf16, masked, states=bool(config.contrastive_weight))
+            loss = loss * share
             step_loss += loss.detach().item()
+            if states is not None:
+                contrast = contrastive_loss(states, [groups[int(i)] for i in b], config.contrastive_temperature)
+                contrast = contrast * config.contrastive_weight / len(micro)
+                step_contrast += contrast.detach().item()
+                loss = loss + contrast
+            loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         scheduler.step()
         state.step += 1
         record = {"step": state.step, "loss": round(step_loss, 5), "lr": scheduler.get_last_lr()[0]}
+        if config.contrastive_weight:
+            record["contrastive_loss"] = round(step_contrast, 5)
         if val_examples and (state.step % config.eval_every == 0 or state.step == steps):
             record["validation_loss"] = round(validation_loss(model, val_examples, pad_id, config, bf16, masked), 5)
         state.history.append(record)
-        bar.set_postfix({k: v for k, v in record.items() if k in ("loss", "validation_loss")})
+        bar.set_postfix({k: v for k, v in record.items() if k in ("loss", "contrastive_loss", "validation_loss")})
         bar.update(1)
         if state.step % config.checkpoint_every == 0 or state.step == steps:
             _save_checkpoint(checkpoint, model, optimizer, scheduler, state, identity)
@@ -330,6 +435,41 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     log.info(f"trained steps {first_step + 1}-{steps} of {steps} in {time.perf_counter() - started:.0f}s"
              if state.step > first_step else f"all {steps} steps were already done; exporting")
     return export(model, config, state, identity, loaded.name)
+
+
+def row_groups(rows: pa.Table, config: TrainConfig) -> tuple[str | None, ...] | None:
+    """Each row's label group, for the contrastive term (None when the config has none)."""
+    if not config.contrastive_weight:
+        return None
+    if "group" not in rows.column_names:
+        raise TrainingError("contrastive_weight needs a `group` column in the training data (rows of one label "
+                            "share it; `inbedder train-data` writes it): rebuild the data or set contrastive_weight 0")
+    if config.batch_size % 2:
+        raise TrainingError("contrastive_weight pairs rows within a batch: batch_size must be even")
+    groups = tuple(g if isinstance(g, str) and g else None for g in rows.column("group").to_pylist())
+    if not any(groups):
+        raise TrainingError("contrastive_weight: no training row has a group")
+    return groups
+
+
+def _load_trainable(folder: Path, model: torch.nn.Module) -> None:
+    """Start from an earlier run's trainable weights (its checkpoint folder, or the run's folder)."""
+    from safetensors.torch import load_file
+
+    file = next((f for f in (folder / "trainable.safetensors", folder / "checkpoint" / "trainable.safetensors")
+                 if f.is_file()), None)
+    if file is None:
+        raise TrainingError(f"init_from: {folder} holds no trainable.safetensors (give a run's checkpoint folder)")
+    weights, named = load_file(file), dict(model.named_parameters())
+    unknown = sorted(set(weights) - set(named))
+    missing = sorted(n for n, p in named.items() if p.requires_grad and n not in weights)
+    if unknown or missing:
+        raise TrainingError(f"init_from: {file} was trained with another method or base "
+                            f"({len(unknown)} unknown, {len(missing)} missing tensors)")
+    with torch.no_grad():
+        for name, tensor in weights.items():
+            named[name].copy_(tensor)
+    log.info("started from the weights in %s", file)
 
 
 def _save_checkpoint(folder: Path, model, optimizer, scheduler, state: TrainState, identity: dict) -> None:
