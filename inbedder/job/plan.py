@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -118,18 +118,26 @@ class Wave:
     bucket: int
     buckets: int
     expected_rows: int
+    new_keys: bool = False  # every row's key is absent from the output: the wave is appended, not merged
 
 
-def plan_waves(names: list[str], combos: dict[tuple[bool, ...], int], wave_rows: int) -> list[Wave]:
+def plan_waves(names: list[str], combos: dict[tuple[bool, ...], int], wave_rows: int,
+               new_keys: dict[tuple[bool, ...], int] | None = None) -> list[Wave]:
     """Rows grouped by which instructions they miss (one schema per group), each group cut into waves of
-    about `wave_rows` by key hash; groups missing the most instructions first."""
+    about `wave_rows` by key hash; groups missing the most instructions first.
+
+    `new_keys` counts, per group, the rows whose key the output lacks: they make waves of their own,
+    after the group's other rows, so their commits append instead of merging."""
     waves = []
     for missing, rows in sorted(combos.items(), reverse=True):
         if not rows or not any(missing):
             continue
         chosen = tuple(n for n, m in zip(names, missing) if m)
-        buckets = max(1, math.ceil(rows / wave_rows))
-        waves += [Wave(chosen, missing, b, buckets, math.ceil(rows / buckets)) for b in range(buckets)]
+        fresh = (new_keys or {}).get(missing, 0)
+        for count, new in ((rows - fresh, False), (fresh, True)):
+            if count:
+                buckets = max(1, math.ceil(count / wave_rows))
+                waves += [Wave(chosen, missing, b, buckets, math.ceil(count / buckets), new) for b in range(buckets)]
     return waves
 
 
@@ -143,10 +151,12 @@ class Plan:
     combos: dict[tuple[bool, ...], int]
     state: Any | None  # the output's keys and hashes as of the start (None: no output yet)
     instructions: InstructionPlan
+    new_keys: dict[tuple[bool, ...], int] = field(default_factory=dict)  # rows per combo whose key is new
+    base_version: int = -1  # the output's version whose keys `state` holds (-1: no output yet)
 
     @property
     def rows_to_embed(self) -> int:
         return sum(self.combos.values())
 
     def waves(self, names: list[str], wave_rows: int) -> list[Wave]:
-        return plan_waves(names, self.combos, wave_rows)
+        return plan_waves(names, self.combos, wave_rows, self.new_keys)

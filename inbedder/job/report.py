@@ -28,6 +28,7 @@ class RunReport:
     rows_failed: int = 0
     rows_deleted: int = 0
     waves: int = 0
+    waves_appended: int = 0  # of `waves`: committed by adding their files (new keys), not by MERGE
     wave_commit_seconds: list[float] = field(default_factory=list)  # per wave, in order: does a commit grow?
     replicas_started: bool = False
     instructions: dict[str, InstructionCounts] = field(default_factory=dict)
@@ -52,5 +53,6 @@ class RunReport:
                 f"  {self.rows_per_second:.1f} rows/s while embedding; padding {self.padding_share:.1%}; "
                 f"time: start-up {s['start_up']:.1f}s, read {s['read']:.1f}s, embed {s['embed']:.1f}s, "
                 f"commit {s['commit']:.1f}s, total {s['total']:.1f}s\n"
-                f"  output {self.output} ({self.output_format}) version {self.output_version}; "
+                f"  {self.waves} wave(s), {self.waves_appended} appended; "
+                f"output {self.output} ({self.output_format}) version {self.output_version}; "
                 f"model {self.model} ({self.fingerprint})")

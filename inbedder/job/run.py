@@ -28,7 +28,7 @@ from inbedder.job.report import InstructionCounts, RunReport
 from inbedder.job.settings import JobConfig
 from inbedder.job.spark import existing_state, read_source, spark_failures_explained
 from inbedder.job.waves import WaveCounters, output_schema, run_wave
-from inbedder.lake import ERROR, KEY_HASH, OutputMeta, quote, vector_columns
+from inbedder.lake import KEY_HASH, OutputMeta, quote, vector_columns
 from inbedder.console import PolledProgress
 
 log = logging.getLogger(__name__)
@@ -162,22 +162,30 @@ class _Run:
                                          set(existing.schema.names) if existing else set())
         if instructions.changed and existing is not None and existing.format == "delta":
             report.seconds["commit"] += self._clear_columns(instructions.changed)
+        # the version whose keys the state holds, read before its files: an append is checked against it
+        base_version = lake.delta_version(config.output.path) if existing and existing.format == "delta" else -1
         state = existing_state(spark, config, existing, instructions.usable) if existing is not None else None
         if state is None:
-            todo = df.select("*", *[F.lit(True).alias(f"_miss_{n}") for n in names])
+            todo = df.select("*", *[F.lit(True).alias(f"_miss_{n}") for n in names], F.lit(True).alias("_new"))
         else:
             joined = df.join(state, df[quote(key)] == state["_k"], "left")
             same = joined["_h"].eqNullSafe(joined[KEY_HASH]) & joined["_k"].isNotNull()
             miss = [(~same | ~F.coalesce(F.col(f"_has_{n}"), F.lit(False))) if n in instructions.usable
                     else F.lit(True) for n in names]
             todo = joined.select(*[df[quote(c)] for c in df.columns],
-                                 *[m.alias(f"_miss_{n}") for n, m in zip(names, miss)])
+                                 *[m.alias(f"_miss_{n}") for n, m in zip(names, miss)],
+                                 joined["_k"].isNull().alias("_new"))
         todo = todo.where(" OR ".join(f"_miss_{n}" for n in names)).cache()
-        combos = {tuple(bool(r[f"_miss_{n}"]) for n in names): int(r["count"])
-                  for r in todo.groupBy(*[f"_miss_{n}" for n in names]).count().collect()}
+        combos: dict[tuple[bool, ...], int] = {}
+        new_keys: dict[tuple[bool, ...], int] = {}
+        for r in todo.groupBy(*[f"_miss_{n}" for n in names], "_new").count().collect():
+            missing = tuple(bool(r[f"_miss_{n}"]) for n in names)
+            combos[missing] = combos.get(missing, 0) + int(r["count"])
+            if r["_new"]:
+                new_keys[missing] = int(r["count"])
         report.seconds["read"] = time.perf_counter() - t_read
         report.instructions = {n: InstructionCounts() for n in names}
-        return Plan(df, todo, combos, state, instructions)
+        return Plan(df, todo, combos, state, instructions, new_keys, base_version)
 
     def _clear_columns(self, changed: list[str]) -> float:
         t0 = time.perf_counter()
@@ -206,23 +214,20 @@ class _Run:
                 t0 = time.perf_counter()
                 rows = plan.todo.where(" AND ".join(f"_miss_{n}" if m else f"NOT _miss_{n}"
                                                     for n, m in zip(names, wave.missing)))
+                rows = rows.where(F.col("_new") == F.lit(wave.new_keys))
                 rows = rows.where(F.pmod(F.xxhash64(F.col(quote(key))), F.lit(wave.buckets)) == wave.bucket)
                 staged = lake.staging_dir(config.output.path, f"{report.run_id}/{attempt}/wave-{wave_seq}")
-                data = run_wave(spark, config, rows, wave.expected_rows,
-                                output_schema(config, self.snapshot.schema, list(wave.instructions)),
-                                wave.instructions, handle, staged, counters)
+                wave_files = run_wave(spark, config, rows, wave.expected_rows,
+                                      output_schema(config, self.snapshot.schema, list(wave.instructions)),
+                                      wave.instructions, handle, staged, counters)
                 t1 = time.perf_counter()
                 embed_seconds += t1 - t0
-                self._count(data, wave.instructions)
+                self._count(wave_files, wave.instructions)
                 if delta:
-                    version = lake.commit_delta_wave(
-                        config.output.path, data, key, meta_with(meta, self.existing), report.run_id, wave_seq,
-                        update_columns=[c for c in data.column_names if c != key], null_when_changed=stale,
-                        target_file_bytes=config.output.target_file_mb and config.output.target_file_mb * 2**20)
-                    report.output_version = version if version is not None else report.output_version
+                    self._commit_delta(wave_files, wave.new_keys, meta, attempt, wave_seq, plan.base_version, stale)
                     lake.remove_staging(config.output.path, f"{report.run_id}/{attempt}/wave-{wave_seq}")
                 else:
-                    parquet_parts.append(data)
+                    parquet_parts.append(wave_files.table())
                 report.waves += 1
                 wave_seq += 1
                 report.wave_commit_seconds.append(time.perf_counter() - t1)
@@ -237,12 +242,31 @@ class _Run:
         self.finish(plan, meta, parquet_parts)
         lake.remove_staging(config.output.path, f"{report.run_id}/{attempt}")
 
-    def _count(self, data: pa.Table, instructions: tuple[str, ...]) -> None:
-        errors = data.num_rows - data.column(ERROR).null_count
-        self.report.rows_embedded += data.num_rows - errors
+    def _commit_delta(self, wave: lake.StagedWave, new_keys: bool, meta: OutputMeta, attempt: str, wave_seq: int,
+                      base_version: int, stale: list[str]) -> None:
+        """A wave of new keys is appended (its staged files added to the log); any other is upserted by key."""
+        config, report = self.config, self.report
+        target = config.output.target_file_mb and config.output.target_file_mb * 2**20
+        recorded = meta_with(meta, self.existing)
+        if new_keys:
+            version, how = lake.commit_delta_append(config.output.path, wave, config.input.key, recorded,
+                                                    report.run_id, attempt, wave_seq, base_version,
+                                                    target_file_bytes=target, null_when_changed=stale)
+            report.waves_appended += how == "append"
+        else:
+            data = wave.table()
+            version = lake.commit_delta_wave(config.output.path, data, config.input.key, recorded, report.run_id,
+                                             wave_seq, update_columns=[c for c in data.column_names
+                                                                       if c != config.input.key],
+                                             null_when_changed=stale, target_file_bytes=target, attempt=attempt)
+        report.output_version = version if version is not None else report.output_version
+
+    def _count(self, wave: lake.StagedWave, instructions: tuple[str, ...]) -> None:
+        errors = wave.errors
+        self.report.rows_embedded += wave.rows - errors
         self.report.rows_failed += errors
         for n in instructions:
-            self.report.instructions[n].embedded += data.num_rows - errors
+            self.report.instructions[n].embedded += wave.rows - errors
             self.report.instructions[n].failed += errors
 
     # --- finish ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""One wave: the plan's rows through the replicas (Spark mapInArrow) into staged Parquet files.
+"""One wave: the plan's rows through the replicas (Spark mapInArrow) into Parquet files the executors stage.
 
 The per-partition work (`embed_partition`) knows nothing about Spark beyond Arrow batches."""
 
@@ -12,7 +12,10 @@ import pyarrow as pa
 
 from inbedder.job.replicas import PoolClient, PoolHandle
 from inbedder.job.settings import JobConfig
-from inbedder.lake import ERROR, KEY_HASH, answer_column, embedding_column, quote, spark_uri, status_column
+from inbedder.lake import (ERROR, KEY_HASH, StagedFile, StagedWave, answer_column, embedding_column, quote,
+                           status_column, write_staged_files)
+
+DEFAULT_FILE_MB = 128  # an executor's staged file is cut at this size when output.target_file_mb is not set
 
 
 def output_schema(config: JobConfig, source: pa.Schema, instructions: list[str]) -> pa.Schema:
@@ -80,32 +83,32 @@ def result_batch(chunk: pa.RecordBatch, result: dict, questions: dict[str, str],
 
 
 def run_wave(spark, config: JobConfig, part, expected_rows: int, schema: pa.Schema, chosen: tuple[str, ...],
-             handle: PoolHandle, staged: str, counters: WaveCounters) -> pa.Table:
-    """One wave through the replicas into staged Parquet files (written by the executors), read back as one
-    Arrow table for its commit."""
-    import pyarrow.dataset as ds
+             handle: PoolHandle, staged: str, counters: WaveCounters) -> StagedWave:
+    """One wave through the replicas into Parquet files the executors write under `staged`; the driver
+    gets back only the files' description (no vector passes through it)."""
+    from pyspark import TaskContext
     from pyspark.sql import functions as F
-    from pyspark.sql.pandas.types import from_arrow_schema
+    from pyspark.sql.types import StringType, StructField, StructType
 
     key, text_col = config.input.key, config.input.text
     questions = {n: config.instructions[n] for n in chosen}
-    full = schema
-    # Spark's mapInArrow resolves output fields by parsed name (a dot would split one): the leg through
-    # Spark uses positional names, the Arrow side the real ones
+    # Spark resolves a frame's fields by parsed name (a dot would split one): the leg through Spark
+    # uses positional names, the Arrow side the real ones
     keep = list(dict.fromkeys([key, KEY_HASH, text_col, *config.input.passthrough]))
     inner_in = [f"_c{i}" for i in range(len(keep))]
-    inner_out = [f"_c{i}" for i in range(len(full))]
-    spark_schema = from_arrow_schema(pa.schema([f.with_name(n) for f, n in zip(full, inner_out)]))
     partitions = max(1, math.ceil(expected_rows / config.spark.rows_per_partition))
     batch_rows = config.ray.batch_rows
+    target_bytes = (config.output.target_file_mb or DEFAULT_FILE_MB) * 2**20
 
     def embed_fn(batches):
         client = PoolClient(handle)
         named = (b.rename_columns(keep) for b in batches)
-        for out in embed_partition(named, client, questions, text_col, schema, batch_rows, counters):
-            yield out.rename_columns(inner_out)
+        prefix = f"p{TaskContext.get().partitionId():05d}"
+        files = write_staged_files(embed_partition(named, client, questions, text_col, schema, batch_rows, counters),
+                                   staged, schema, key, prefix, target_bytes)
+        yield pa.record_batch([pa.array([f.to_json() for f in files], pa.string())], names=["file"])
 
-    out = (part.select(*[F.col(quote(c)).alias(n) for c, n in zip(keep, inner_in)]).repartition(partitions)
-           .mapInArrow(embed_fn, spark_schema))
-    out.write.mode("overwrite").parquet(spark_uri(staged))
-    return ds.dataset(staged, format="parquet").to_table().select(inner_out).rename_columns(full.names)
+    described = StructType([StructField("file", StringType())])
+    rows = (part.select(*[F.col(quote(c)).alias(n) for c, n in zip(keep, inner_in)]).repartition(partitions)
+            .mapInArrow(embed_fn, described).collect())
+    return StagedWave(tuple(StagedFile.from_json(r["file"]) for r in rows), schema)

@@ -14,13 +14,18 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+import logging
+
 from inbedder.errors import TableError
 from inbedder.fs import replace_folder
 from inbedder.lake.columns import KEY_HASH, META_KEY, clusters_made_stale_by, embedding_column, quote, status_column
 from inbedder.lake.meta import ExistingOutput, OutputMeta
 from inbedder.lake.paths import is_remote
 from inbedder.lake.snapshot import is_delta_table
+from inbedder.lake.staging import StagedFile, StagedWave
 
+
+log = logging.getLogger(__name__)
 
 TARGET_FILE_SIZE = "delta.targetFileSize"  # the Delta table property delta-rs cuts written files by
 
@@ -40,7 +45,7 @@ def delta_transaction_version(path: str, run_id: str) -> int:
 
 def commit_delta_wave(path: str, data: pa.Table, key: str, meta: OutputMeta, run_id: str, wave: int,
                       *, update_columns: list[str], null_when_changed: list[str] | None = None,
-                      target_file_bytes: int | None = None) -> int | None:
+                      target_file_bytes: int | None = None, attempt: str = "") -> int | None:
     """Upsert one wave by key in one Delta transaction; a wave already committed is skipped.
 
     Rows whose text changed also lose the vectors of instructions this run did not
@@ -51,16 +56,16 @@ def commit_delta_wave(path: str, data: pa.Table, key: str, meta: OutputMeta, run
     """
     from deltalake.exceptions import CommitFailedError, DeltaError
 
-    attempts = 5
-    for attempt in range(attempts):
+    tries = 5
+    for try_no in range(tries):
         try:
             return _commit_delta_wave_once(path, data, key, meta, run_id, wave, update_columns, null_when_changed,
-                                           target_file_bytes)
+                                           target_file_bytes, attempt)
         except (CommitFailedError, DeltaError) as exc:
             # another writer committed first: re-read the table and try again (the upsert is idempotent)
-            if attempt == attempts - 1 or not _is_conflict(exc):
+            if try_no == tries - 1 or not _is_conflict(exc):
                 raise
-            time.sleep(0.2 * (attempt + 1))
+            time.sleep(0.2 * (try_no + 1))
     return None
 
 
@@ -71,13 +76,14 @@ def _is_conflict(exc: Exception) -> bool:
 
 def _commit_delta_wave_once(path: str, data: pa.Table, key: str, meta: OutputMeta, run_id: str, wave: int,
                             update_columns: list[str], null_when_changed: list[str] | None,
-                            target_file_bytes: int | None) -> int | None:
+                            target_file_bytes: int | None, attempt: str) -> int | None:
     from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
     if delta_transaction_version(path, run_id) >= wave:
         return None
     props = CommitProperties(app_transactions=[Transaction(app_id=app_id(run_id), version=wave)],
-                             custom_metadata={"inbedder.run_id": run_id, "inbedder.wave": str(wave)})
+                             custom_metadata={"inbedder.run_id": run_id, "inbedder.writer": attempt,
+                                              "inbedder.wave": str(wave)})
     if not is_delta_table(path):
         # delta-rs refuses custom properties at creation: the description carries them atomically with
         # the first rows, and the properties follow in the next commit
@@ -99,6 +105,162 @@ def _commit_delta_wave_once(path: str, data: pa.Table, key: str, meta: OutputMet
     merge = merge.when_matched_update(updates=updates).when_not_matched_insert_all()
     merge.execute()
     return DeltaTable(path).version()
+
+
+# Delta operations that never add a key to a table: another writer's commit of these kinds since the run read
+# the output's keys cannot make an append duplicate one
+KEEPS_KEYS = frozenset({"SET TBLPROPERTIES", "ADD COLUMN", "ADD COLUMNS", "UPDATE", "DELETE", "OPTIMIZE",
+                        "VACUUM START", "VACUUM END", "ADD CONSTRAINT", "DROP CONSTRAINT", "CHANGE COLUMN",
+                        "UPDATE FIELD METADATA", "UPDATE TABLE METADATA"})
+
+
+def commit_delta_append(path: str, wave: StagedWave, key: str, meta: OutputMeta, run_id: str, attempt: str,
+                        wave_no: int, base_version: int, *, target_file_bytes: int | None = None,
+                        null_when_changed: list[str] | None = None) -> tuple[int | None, str]:
+    """Commit a wave of keys the output lacked by adding its staged files: no MERGE, nothing rewritten.
+
+    An append is right only while no other writer added rows since `base_version`, the version whose keys
+    the run read. Each try checks the commits since then and commits at exactly the version it checked
+    (delta-rs may not retry it over a newer one), so a writer that races in makes the try fail and the
+    check run again. If another writer added rows, the wave is upserted by key instead (MERGE: idempotent,
+    so a key both runs embedded is still one row). Returns (the new version, or None when this wave was
+    committed before; "append" or "merge").
+    """
+    from deltalake.exceptions import CommitFailedError, DeltaError
+
+    props = dict(app_transactions=[_transaction(run_id, wave_no)], max_commit_retries=0,
+                 custom_metadata={"inbedder.run_id": run_id, "inbedder.writer": attempt,
+                                  "inbedder.wave": str(wave_no)})
+    moved: list[tuple[str, StagedFile]] | None = None
+    for try_no in range(5):
+        try:
+            if not is_delta_table(path):
+                if base_version >= 0:
+                    raise TableError(f"output {path} was removed while the run wrote to it")
+                moved = moved or _move_into_table(path, wave.files)
+                _create_with_files(path, wave.schema, moved, meta, props, target_file_bytes)
+                return _version(path), "append"
+            if delta_transaction_version(path, run_id) >= wave_no:
+                _remove_moved(path, moved)
+                return None, "append"
+            set_output_meta(path, meta, target_file_bytes)
+            table = add_missing_columns(path, wave.schema)
+            if _rows_added_by_others(table, base_version, run_id, attempt):
+                log.info("wave %d: another writer added rows to %s since version %d; merging it by key instead "
+                         "of appending", wave_no, path, base_version)
+                break
+            if not _types_match(table, wave.schema):
+                log.info("wave %d: its column types differ from the table's; merging it (which casts)", wave_no)
+                break
+            moved = moved or _move_into_table(path, wave.files)
+            return _add_files(table, moved, props, key), "append"
+        except (CommitFailedError, DeltaError) as exc:
+            if try_no == 4 or not _is_conflict(exc):
+                raise
+            time.sleep(0.2 * (try_no + 1))
+    rows = wave.table() if moved is None else StagedWave(tuple(f for _, f in moved), wave.schema).table()
+    version = commit_delta_wave(path, rows, key, meta, run_id, wave_no, update_columns=[
+        c for c in rows.column_names if c != key], null_when_changed=null_when_changed,
+        target_file_bytes=target_file_bytes, attempt=attempt)
+    _remove_moved(path, moved)
+    return version, "merge"
+
+
+def _transaction(run_id: str, wave: int):
+    from deltalake import Transaction
+
+    return Transaction(app_id=app_id(run_id), version=wave)
+
+
+def _version(path: str) -> int:
+    from deltalake import DeltaTable
+
+    return DeltaTable(path).version()
+
+
+def _rows_added_by_others(table, base_version: int, run_id: str, attempt: str) -> bool:
+    """Did any commit after `base_version` (up to the loaded version) come from another writer and add rows?"""
+    newer = table.version() - base_version
+    if newer <= 0:
+        return False
+    for commit in table.history(limit=newer):
+        if commit.get("version", base_version + 1) <= base_version:
+            continue
+        ours = commit.get("inbedder.run_id") == run_id and commit.get("inbedder.writer") == attempt
+        if not ours and commit.get("operation") not in KEEPS_KEYS:
+            return True
+    return False
+
+
+def _types_match(table, schema: pa.Schema) -> bool:
+    """The staged files' columns have the table's types (an append does not cast; a MERGE does)."""
+    from deltalake import Schema
+
+    current = {f.name: f.type for f in table.schema().fields}
+    staged = {f.name: f.type for f in Schema.from_arrow(schema).fields}
+    return all(current.get(name) == kind for name, kind in staged.items())
+
+
+def _move_into_table(path: str, files: tuple[StagedFile, ...]) -> list[tuple[str, StagedFile]]:
+    """Staged files moved (renamed; copied on object stores) to the table's root, not yet in its log:
+    readers never see a file the log does not list, and a kill here leaves only unlisted files."""
+    import pyarrow.fs as pafs
+
+    moved = []
+    for f in files:
+        name = "part-" + f.path.rsplit("/", 1)[-1]
+        target = f"{path.rstrip('/')}/{name}"
+        if is_remote(path):
+            filesystem, source = pafs.FileSystem.from_uri(f.path)
+            filesystem.move(source, pafs.FileSystem.from_uri(target)[1])
+        else:
+            Path(f.path).replace(target)
+        moved.append((name, StagedFile(target, f.rows, f.bytes, f.errors, f.key_min, f.key_max)))
+    return moved
+
+
+def _remove_moved(path: str, moved: list[tuple[str, StagedFile]] | None) -> None:
+    import pyarrow.fs as pafs
+
+    for _, f in moved or []:
+        if is_remote(path):
+            filesystem, location = pafs.FileSystem.from_uri(f.path)
+            filesystem.delete_file(location)
+        else:
+            Path(f.path).unlink(missing_ok=True)
+
+
+def _add_actions(moved: list[tuple[str, StagedFile]], key: str) -> list:
+    from deltalake.transaction import AddAction
+
+    now = int(time.time() * 1000)
+    actions = []
+    for name, f in moved:
+        stats: dict = {"numRecords": f.rows}
+        if f.key_min is not None:
+            stats |= {"minValues": {key: f.key_min}, "maxValues": {key: f.key_max}, "nullCount": {key: 0}}
+        actions.append(AddAction(name, f.bytes, {}, now, True, json.dumps(stats)))
+    return actions
+
+
+def _add_files(table, moved: list[tuple[str, StagedFile]], props: dict, key: str) -> int:
+    from deltalake import CommitProperties
+
+    table.create_write_transaction(_add_actions(moved, key), mode="append", schema=table.schema(),
+                                   commit_properties=CommitProperties(**props))
+    return _version(table.table_uri)
+
+
+def _create_with_files(path: str, schema: pa.Schema, moved: list[tuple[str, StagedFile]], meta: OutputMeta,
+                       props: dict, target_file_bytes: int | None) -> None:
+    from deltalake import CommitProperties, Schema
+    from deltalake.transaction import create_table_with_add_actions
+
+    create_table_with_add_actions(path, Schema.from_arrow(schema), _add_actions(moved, meta.key), mode="error",
+                                  description=meta.to_description(),
+                                  configuration=_file_size_property(target_file_bytes),
+                                  commit_properties=CommitProperties(**props))
+    set_output_meta(path, meta)
 
 
 def add_missing_columns(path: str, schema: pa.Schema):

@@ -1,15 +1,25 @@
 """Where a run's waves are staged before their commit, and who may remove what.
 
-Each attempt holds a lease (flock) on its staging folder while it runs; folders
-no process holds belong to attempts that ended or were killed."""
+Executors write each wave's rows as Parquet files under the attempt's staging
+folder (`write_staged_files`); the driver gets only their description
+(`StagedFile`). Each attempt holds a lease (flock) on its staging folder while it
+runs; folders no process holds belong to attempts that ended or were killed."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
-from inbedder.lake.columns import STAGING
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from inbedder.lake.columns import ERROR, STAGING
 from inbedder.lake.paths import is_remote
 
 
@@ -106,3 +116,88 @@ def remove_staging(output_path: str, run_id: str) -> None:
     while folder != root.parent and folder.exists() and not any(folder.iterdir()):
         folder.rmdir()
         folder = folder.parent
+
+
+# --- a wave's files, written by the executors ----------------------------------------------
+
+@dataclass(frozen=True)
+class StagedFile:
+    """One Parquet file an executor wrote for a wave: what the commit needs without opening it."""
+
+    path: str
+    rows: int
+    bytes: int
+    errors: int  # rows whose text could not be embedded
+    key_min: int | str | None
+    key_max: int | str | None
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__)
+
+    @classmethod
+    def from_json(cls, text: str) -> StagedFile:
+        return cls(**json.loads(text))
+
+
+@dataclass(frozen=True)
+class StagedWave:
+    """A wave's rows as the executors staged them; the driver reads them only when a MERGE needs them."""
+
+    files: tuple[StagedFile, ...]
+    schema: pa.Schema
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.files)
+
+    @property
+    def errors(self) -> int:
+        return sum(f.errors for f in self.files)
+
+    def table(self) -> pa.Table:
+        if not self.files:
+            return self.schema.empty_table()
+        return ds.dataset([f.path for f in self.files], schema=self.schema, format="parquet").to_table()
+
+
+def write_staged_files(batches: Iterable[pa.RecordBatch], folder: str, schema: pa.Schema, key: str, prefix: str,
+                       target_bytes: int) -> list[StagedFile]:
+    """Write batches as Parquet files of about `target_bytes` each under `folder` (local or object store)."""
+    import pyarrow.compute as pc
+    import pyarrow.fs as pafs
+
+    filesystem, root = pafs.FileSystem.from_uri(folder) if is_remote(folder) else (pafs.LocalFileSystem(),
+                                                                                   os.path.abspath(folder))
+    filesystem.create_dir(root, recursive=True)
+    written: list[StagedFile] = []
+    writer: pq.ParquetWriter | None = None
+    path, size, rows, errors, lows, highs = "", 0, 0, 0, [], []
+
+    def close() -> None:
+        nonlocal writer
+        if writer is None:
+            return
+        writer.close()
+        writer = None
+        written.append(StagedFile(folder.rstrip("/") + "/" + path.rsplit("/", 1)[-1] if is_remote(folder) else path,
+                                  rows, filesystem.get_file_info(path).size, errors,
+                                  min(lows) if lows else None, max(highs) if highs else None))
+
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        if writer is None:
+            path = f"{root}/{prefix}-{len(written):03d}-{uuid.uuid4().hex[:12]}.parquet"
+            writer = pq.ParquetWriter(filesystem.open_output_stream(path), schema)
+            size, rows, errors, lows, highs = 0, 0, 0, [], []
+        writer.write_batch(batch)
+        size += batch.nbytes
+        rows += batch.num_rows
+        errors += batch.num_rows - batch.column(ERROR).null_count
+        bounds = pc.min_max(batch.column(key))
+        lows.append(bounds["min"].as_py())
+        highs.append(bounds["max"].as_py())
+        if size >= target_bytes:
+            close()
+    close()
+    return written

@@ -75,6 +75,9 @@ def test_parquet_input_to_delta_output_matches_the_engine(cluster, tmp_path, sam
     assert props["inbedder.fingerprint"] == InBedder.from_pretrained(str(tiny_dirs["llama"])).fingerprint
     assert report.waves >= 3 and set(report.seconds) >= {"start_up", "read", "embed", "commit"}
     assert not (tmp_path / "out" / "_inbedder_staging").exists()
+    # every key was new: each wave's staged files were added to the log, none merged or rewritten
+    operations = [c["operation"] for c in DeltaTable(str(tmp_path / "out")).history()]
+    assert report.waves_appended == report.waves and "MERGE" not in operations
 
 
 def test_rerun_embeds_nothing_and_changed_rows_are_reembedded(cluster, tmp_path, delta_source, tiny_dirs,
@@ -100,9 +103,19 @@ def test_rerun_embeds_nothing_and_changed_rows_are_reembedded(cluster, tmp_path,
                  predicate=f"id IN ('{edited[0]}', '{edited[1]}')")
     gone = first.column("id")[5].as_py()
     table.delete(f"id = '{gone}'")
+    added = pa.table({"id": ["new-1", "new-2", "new-3"], "text": ["Where is my card?", "Cancel my order", "Hi"],
+                      "category": ["card", "order", "other"]})
+    source_schema = pa.schema(DeltaTable(str(delta_source)).schema().to_arrow())
+    write_deltalake(str(delta_source), added.cast(source_schema), mode="append")
     third = run_job(config)
     out = read_output(tmp_path / "out")
-    assert third.rows_embedded == 2 and third.rows_deleted == 1 and out.num_rows == 239
+    assert third.rows_embedded == 5 and third.rows_deleted == 1 and out.num_rows == 242
+    # the changed keys went through a MERGE, the new ones were appended
+    assert third.waves == 2 and third.waves_appended == 1
+    fresh = out.filter(pc.is_in(out.column("id"), added.column("id"))).sort_by("id")
+    np.testing.assert_allclose(vectors(fresh, "intent_embedding"),
+                               expected_vectors(tiny_dirs["llama"], added.column("text").to_pylist(),
+                                                QUESTIONS["intent"]), atol=1e-4)
     changed = out.filter(pc.is_in(out.column("id"), pa.array(edited)))
     expect = expected_vectors(tiny_dirs["llama"], ["I was charged twice for one coffee"] * 2, QUESTIONS["intent"])
     np.testing.assert_allclose(vectors(changed, "intent_embedding"), expect, atol=1e-4)

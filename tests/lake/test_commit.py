@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 from deltalake import DeltaTable
 
@@ -58,3 +60,89 @@ def test_the_output_file_size_option_cuts_waves_into_files_of_that_size(tmp_path
     lake.commit_delta_wave(sized, more, "id", _meta("q"), "r", 1, update_columns=data.column_names[1:],
                            target_file_bytes=2**20)
     assert all(p.stat().st_size < 2 * 2**20 for p in (tmp_path / "sized").glob("*.parquet"))
+
+
+# --- waves of new keys: appended, not merged -----------------------------------------------
+
+def _wave(tmp_path, name: str, ids: list[str], value: float = 1.0, key_type=pa.string()) -> lake.StagedWave:
+    schema = pa.schema([("id", key_type), (KEY_HASH, pa.string()), ("q_embedding", pa.list_(pa.float32())),
+                        (lake.ERROR, pa.string())])
+    batch = pa.record_batch([pa.array(ids, key_type), pa.array([f"h{i}" for i in ids]),
+                             pa.array([[value, value]] * len(ids), pa.list_(pa.float32())),
+                             pa.array([None] * len(ids), pa.string())], schema=schema)
+    files = lake.write_staged_files([batch], str(tmp_path / "out" / lake.STAGING / name), schema, "id", "p0",
+                                    2**30)
+    return lake.StagedWave(tuple(files), schema)
+
+
+def _append(path: str, wave: lake.StagedWave, n: int, base: int, run: str = "run"):
+    return lake.commit_delta_append(path, wave, "id", _meta("q"), run, "a1", n, base)
+
+
+def _history(path: str) -> list[str]:
+    return [c["operation"] for c in reversed(DeltaTable(path).history())]
+
+
+def test_a_wave_of_new_keys_is_appended_from_its_staged_files_without_a_merge(tmp_path):
+    path = str(tmp_path / "out")
+    first, second = _wave(tmp_path, "w0", ["a", "b"]), _wave(tmp_path, "w1", ["c"])
+    assert _append(path, first, 0, -1) == (DeltaTable(path).version(), "append")  # created, then its record set
+    version, how = _append(path, second, 1, -1)
+    assert how == "append" and version == DeltaTable(path).version()
+    table = DeltaTable(path)
+    assert sorted(table.to_pyarrow_table().column("id").to_pylist()) == ["a", "b", "c"]
+    assert "MERGE" not in _history(path) and table.transaction_version(lake.commit.app_id("run")) == 1
+    assert lake.OutputMeta.from_properties(dict(table.metadata().configuration)) == _meta("q")
+    # the files moved from staging into the table, with the key's range for data skipping
+    assert not list((tmp_path / "out" / lake.STAGING).rglob("*.parquet"))
+    adds = pa.table(table.get_add_actions(flatten=True)).to_pydict()
+    assert sorted(adds["num_records"]) == [1, 2] and sorted(adds["min.id"]) == ["a", "c"]
+    assert _append(path, second, 1, -1) == (None, "append")  # a wave committed before is skipped
+    assert table.to_pyarrow_table().num_rows == 3
+
+
+def test_an_append_becomes_a_merge_when_another_writer_added_rows_since_the_keys_were_read(tmp_path):
+    path = str(tmp_path / "out")
+    _append(path, _wave(tmp_path, "w0", ["a"]), 0, -1)
+    base = DeltaTable(path).version()
+    lake.set_output_meta(path, _meta("q", "other"))  # a metadata commit adds no key: an append stays safe
+    assert _append(path, _wave(tmp_path, "w1", ["b"]), 1, base)[1] == "append"
+    # another run embedded key c meanwhile (its own append)
+    _append(path, _wave(tmp_path, "x0", ["c"], value=5.0), 0, base, run="other")
+    late = _wave(tmp_path, "w2", ["c", "d"], value=2.0)
+    version, how = _append(path, late, 2, base)
+    rows = {r["id"]: r["q_embedding"] for r in DeltaTable(path).to_pyarrow_table().to_pylist()}
+    assert how == "merge" and version == DeltaTable(path).version()
+    assert sorted(rows) == ["a", "b", "c", "d"] and rows["c"] == [2.0, 2.0]  # one row per key
+    moved_name = "part-" + Path(late.files[0].path).name
+    assert not (tmp_path / "out" / moved_name).exists()  # the wave's files never entered the table's folder
+
+
+def test_a_writer_racing_in_between_the_check_and_the_commit_turns_the_append_into_a_merge(tmp_path, monkeypatch):
+    path = str(tmp_path / "out")
+    _append(path, _wave(tmp_path, "w0", ["a"]), 0, -1)
+    base = DeltaTable(path).version()
+    checked = lake.commit._rows_added_by_others
+
+    def check_then_race(table, *args):
+        answer = checked(table, *args)
+        if not getattr(check_then_race, "raced", False):
+            check_then_race.raced = True  # after the check, before the commit: another writer adds key b
+            _append(path, _wave(tmp_path, "x0", ["b"], value=5.0), 0, base, run="other")
+        return answer
+
+    monkeypatch.setattr(lake.commit, "_rows_added_by_others", check_then_race)
+    wave = _wave(tmp_path, "w1", ["b"], value=2.0)
+    assert _append(path, wave, 1, base)[1] == "merge"  # the append at the checked version was refused
+    rows = {r["id"]: r["q_embedding"] for r in DeltaTable(path).to_pyarrow_table().to_pylist()}
+    assert sorted(rows) == ["a", "b"] and rows["b"] == [2.0, 2.0]
+    assert not (tmp_path / "out" / ("part-" + Path(wave.files[0].path).name)).exists()  # read, merged, removed
+
+
+def test_staged_files_with_another_key_type_are_merged_so_they_are_cast(tmp_path):
+    path = str(tmp_path / "out")
+    _append(path, _wave(tmp_path, "w0", ["1"]), 0, -1)
+    rows = DeltaTable(path).to_pyarrow_table()
+    assert rows.schema.field("id").type in (pa.string(), pa.large_string(), pa.string_view())
+    wave = _wave(tmp_path, "w1", ["2"], key_type=pa.large_string())
+    assert _append(path, wave, 1, DeltaTable(path).version())[1] in ("append", "merge")  # same Delta type: string

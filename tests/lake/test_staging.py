@@ -28,3 +28,25 @@ def test_a_lease_on_a_new_output_leaves_no_empty_folder(tmp_path):
     with lake.StagingLease(str(tmp_path / "new"), "r/a"):
         assert (tmp_path / "new" / lake.STAGING / "r" / "a").is_dir()
     assert not (tmp_path / "new").exists()
+
+
+def test_executors_stage_a_wave_in_files_cut_at_the_target_size_with_their_key_ranges(tmp_path):
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from inbedder.lake import ERROR, write_staged_files
+
+    schema = pa.schema([("id", pa.int64()), ("v", pa.list_(pa.float32())), (ERROR, pa.string())])
+    batches = [pa.record_batch([pa.array(range(s, s + 1000), pa.int64()),
+                                pa.array(list(np.ones((1000, 64), np.float32)), pa.list_(pa.float32())),
+                                pa.array(["bad" if i % 100 == 0 else None for i in range(1000)], pa.string())],
+                               schema=schema) for s in range(0, 10_000, 1000)]  # ~260 kB each
+    files = write_staged_files(batches, str(tmp_path / "stage"), schema, "id", "p00003", 2**20)
+    assert len(files) == 3  # 4 + 4 + 2 batches
+    assert [f.rows for f in files] == [4000, 4000, 2000] and sum(f.errors for f in files) == 100
+    assert [(f.key_min, f.key_max) for f in files] == [(0, 3999), (4000, 7999), (8000, 9999)]
+    read = pa.concat_tables(pq.read_table(f.path) for f in files)
+    assert read.schema.equals(schema) and read.column("id").to_pylist() == list(range(10_000))
+    assert all(f.bytes == (tmp_path / "stage" / f.path.rsplit("/", 1)[-1]).stat().st_size for f in files)
+    assert write_staged_files([], str(tmp_path / "empty"), schema, "id", "p0", 2**20) == []
