@@ -84,6 +84,14 @@ def made_by_this_model(existing: ExistingOutput | None, config: JobConfig) -> bo
     return expected == existing.meta.fingerprint
 
 
+def source_settings(config: JobConfig, fingerprint: str) -> dict:
+    """Everything besides the source's snapshot that an output's rows depend on: a run with the same
+    snapshot and these settings as the output's last run has nothing to do."""
+    return {"key": config.input.key, "text": config.input.text, "passthrough": list(config.input.passthrough),
+            "filter": config.input.filter, "instructions": dict(config.instructions), "fingerprint": fingerprint,
+            "answers": config.model.answers, "mode": config.output.mode, "file_mb": config.output.target_file_mb}
+
+
 def meta_with(meta: OutputMeta, existing: ExistingOutput | None) -> OutputMeta:
     """The output's record after this run: instructions from before are kept."""
     instructions = dict(existing.meta.instructions) if existing and existing.meta else {}

@@ -22,7 +22,7 @@ from inbedder import lake
 from inbedder.errors import JobError, TableError
 from inbedder.job.cluster import ray_cluster, start_spark
 from inbedder.job.plan import (Plan, check_existing, check_key_unchanged, check_source, default_run_id,
-                               made_by_this_model, meta_with, plan_instructions)
+                               made_by_this_model, meta_with, plan_instructions, source_settings)
 from inbedder.job.replicas import PoolHandle, start_pool
 from inbedder.job.report import InstructionCounts, RunReport
 from inbedder.job.settings import JobConfig
@@ -44,10 +44,10 @@ def run_job(config: JobConfig) -> RunReport:
     check_key_unchanged(existing, snapshot, config)
     run = _Run(config, snapshot, existing, RunReport(run_id, config.input.path, snapshot.version,
                                                      config.output.path, config.output.format), started)
-    if made_by_this_model(existing, config):
-        run.rerun()
-    else:
+    if not made_by_this_model(existing, config):
         run.first_run()
+    elif not run.unchanged_since_last_run():
+        run.rerun()
     report = run.report
     if config.index.out:
         report.seconds["index"] = _index_step(config)
@@ -83,7 +83,30 @@ class _Run:
     report: RunReport
     started: float
 
-    # --- the two ways a run starts ---------------------------------------------------
+    # --- the three ways a run starts -------------------------------------------------
+
+    def unchanged_since_last_run(self) -> bool:
+        """The source snapshot and settings are those of the output's last run, and no commit since has touched
+        its rows: done, having read only the output's log (no Spark, no Ray, no model)."""
+        existing, report = self.existing, self.report
+        if existing is None or existing.meta is None or existing.format != "delta":
+            return False
+        rows = lake.unchanged_rows(self.config.output.path, self.digest(existing.meta.fingerprint))
+        if rows is None:
+            return False
+        check_existing(existing, existing.meta, self.config)
+        report.model, report.fingerprint = existing.meta.model, existing.meta.fingerprint
+        report.rows_read = rows
+        report.instructions = {n: InstructionCounts(skipped=rows) for n in self.config.instructions}
+        report.output_version = existing.version
+        report.seconds["start_up"] = time.perf_counter() - self.started
+        lake.sweep_staging(self.config.output.path)
+        log.info("nothing to embed: the source and the settings are those of the output's last run "
+                 "(no Spark read; no replica was started)")
+        return True
+
+    def digest(self, fingerprint: str) -> str:
+        return lake.source_digest(self.snapshot, source_settings(self.config, fingerprint))
 
     def rerun(self) -> None:
         """Plan first, and start Ray and the model only when some row needs a vector: an unchanged source costs
@@ -301,6 +324,8 @@ class _Run:
             if report.waves == 0 and existing is not None:
                 lake.set_output_meta(config.output.path, meta_with(meta, existing),
                                      config.output.target_file_mb and config.output.target_file_mb * 2**20)
+            lake.record_source_state(config.output.path, lake.SourceState(self.digest(meta.fingerprint),
+                                                                          report.rows_read))
             report.output_version = lake.delta_version(config.output.path)
         else:  # Parquet output is rewritten whole at each run (no log to commit to): the source keys are needed
             keys = df.select(F.col(quote(key))).toArrow().column(key)

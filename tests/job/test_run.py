@@ -88,8 +88,9 @@ def test_rerun_embeds_nothing_and_changed_rows_are_reembedded(cluster, tmp_path,
     run_job(config)
     first = read_output(tmp_path / "out")
     version = DeltaTable(str(tmp_path / "out")).version()
-    with monkeypatch.context() as patch:  # nothing to do: no replica (no Ray, no model) may start
+    with monkeypatch.context() as patch:  # nothing to do: no replica (no Ray, no model), not even Spark, may start
         patch.setattr(inbedder.job.run, "start_pool", lambda *a, **k: pytest.fail("a replica started for a no-op run"))
+        patch.setattr(inbedder.job.run, "start_spark", lambda *a, **k: pytest.fail("Spark read an unchanged source"))
         with caplog.at_level("INFO", logger="inbedder"):
             again = run_job(config)
     said = [r.getMessage() for r in caplog.records]
@@ -123,6 +124,25 @@ def test_rerun_embeds_nothing_and_changed_rows_are_reembedded(cluster, tmp_path,
     unchanged_after = out.filter(pc.is_in(out.column("id"), unchanged_before.column("id")))
     assert (unchanged_after.column("intent_embedding").to_pylist()
             == unchanged_before.column("intent_embedding").to_pylist())
+
+
+def test_a_row_removed_from_the_output_by_hand_is_embedded_again_though_the_source_is_unchanged(
+        cluster, tmp_path, delta_source, tiny_dirs, monkeypatch):
+    import inbedder.job.run
+
+    config = config_for(delta_source, tmp_path / "out", tiny_dirs["llama"])
+    run_job(config)
+    first = read_output(tmp_path / "out")
+    lost = first.column("id")[7].as_py()
+    DeltaTable(str(tmp_path / "out")).delete(f"id = '{lost}'")  # the output's record no longer describes it
+    again = run_job(config)
+    out = read_output(tmp_path / "out")
+    assert again.rows_embedded == 1 and out.column("id").equals(first.column("id"))
+    for name in QUESTIONS:
+        np.testing.assert_allclose(vectors(out, f"{name}_embedding"), vectors(first, f"{name}_embedding"), atol=1e-4)
+    with monkeypatch.context() as patch:  # recorded again: the next run stops before Spark
+        patch.setattr(inbedder.job.run, "start_spark", lambda *a, **k: pytest.fail("Spark read an unchanged source"))
+        assert run_job(config).rows_embedded == 0
 
 
 def test_new_instruction_adds_a_column_without_recomputing(cluster, tmp_path, delta_source, tiny_dirs):

@@ -1,0 +1,97 @@
+"""What the output's last run read, so a re-run of an unchanged source can stop before reading anything.
+
+After a run, the output records a digest of what it was made from (the source's
+snapshot, the questions, the model, the columns) and how many rows that was. A
+later run whose digest is the same, on an output whose rows no commit has touched
+since, has nothing to do: it reads the output's log and stops (no Spark, no Ray,
+no model). Any other commit since (another writer, a deletion, a repair) and the
+run plans in full as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+
+from inbedder.lake.snapshot import Snapshot
+
+log = logging.getLogger(__name__)
+
+SOURCE_STATE = "inbedder.source_state"
+_OPERATION = "source-state"
+# commits after the record that leave every row's key, text hash and vectors as they were
+_ROWS_KEPT = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES", "ADD COLUMN", "ADD COLUMNS"})
+_LOOK_BACK = 100  # commits read back from the newest to find the record
+
+
+@dataclass(frozen=True)
+class SourceState:
+    digest: str
+    rows: int
+
+    def to_property(self) -> str:
+        return f"{self.digest}:{self.rows}"
+
+
+def snapshot_identity(snapshot: Snapshot) -> dict:
+    """A Delta source is identified by its version; a Parquet dataset by its files' names, sizes and times."""
+    if snapshot.format == "delta":
+        return {"path": snapshot.path, "version": snapshot.version}
+    import pyarrow.fs as pafs
+
+    from inbedder.lake.paths import is_remote
+
+    if is_remote(snapshot.path):
+        filesystem, _ = pafs.FileSystem.from_uri(snapshot.path)
+        infos = filesystem.get_file_info([pafs.FileSystem.from_uri(f)[1] for f in snapshot.files])
+    else:
+        infos = pafs.LocalFileSystem().get_file_info(list(snapshot.files))
+    return {"path": snapshot.path, "files": sorted((i.path, i.size, i.mtime_ns) for i in infos)}
+
+
+def source_digest(snapshot: Snapshot, settings: dict) -> str:
+    """`settings`: everything else the output's rows depend on (questions, model, columns, filter)."""
+    basis = json.dumps({"source": snapshot_identity(snapshot), "settings": settings}, sort_keys=True, default=str)
+    return hashlib.sha256(basis.encode()).hexdigest()[:32]
+
+
+def record_source_state(path: str, state: SourceState) -> None:
+    """Record, in its own commit, what the output now holds (a Delta output only)."""
+    from deltalake import CommitProperties, DeltaTable
+
+    table = DeltaTable(path)
+    if dict(table.metadata().configuration).get(SOURCE_STATE) == state.to_property() and _recorded_rows(table, state):
+        return
+    table.alter.set_table_properties({SOURCE_STATE: state.to_property()}, raise_if_not_exists=False,
+                                     commit_properties=CommitProperties(custom_metadata={"inbedder.operation":
+                                                                                         _OPERATION}))
+
+
+def unchanged_rows(path: str, digest: str) -> int | None:
+    """The recorded row count when the output holds exactly what `digest` describes; None when the run
+    must plan (nothing recorded, another digest, or a commit since then that may have changed rows)."""
+    from deltalake import DeltaTable
+
+    table = DeltaTable(path)
+    recorded = dict(table.metadata().configuration).get(SOURCE_STATE, "")
+    if not recorded.startswith(digest + ":"):
+        return None
+    state = SourceState(digest, int(recorded.rsplit(":", 1)[1]))
+    return state.rows if _recorded_rows(table, state) else None
+
+
+def _recorded_rows(table, state: SourceState) -> bool:
+    """Is the newest commit that may have changed rows older than the record of `state`?"""
+    for commit in table.history(limit=_LOOK_BACK):
+        if commit.get("inbedder.operation") == _OPERATION:
+            return state.to_property() in str(commit.get("operationParameters", {}).get("properties", ""))
+        if commit.get("operation") not in _ROWS_KEPT and not _labels_only(commit):
+            return False
+    return False
+
+
+def _labels_only(commit: dict) -> bool:
+    """`inbedder clusters` writes only its label column."""
+    return str(commit.get("inbedder.operation", "")).startswith("cluster ")

@@ -1,0 +1,56 @@
+"""The record of what an output's last run read: a re-run trusts it only while no commit touched the rows."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet  # noqa: F401  (pa.parquet)
+from deltalake import DeltaTable, write_deltalake
+
+from inbedder import lake
+from inbedder.lake import KEY_HASH, OutputMeta, SourceState, Snapshot
+
+
+def _output(tmp_path) -> str:
+    path = str(tmp_path / "out")
+    rows = pa.table({"id": ["a", "b", "c"], KEY_HASH: ["h1", "h2", "h3"], "q_embedding": [1.0, 2.0, 3.0]})
+    lake.commit_delta_wave(path, rows, "id", OutputMeta("m", "f", "t", 1, "id", {"q": "q?"}), "r", 0,
+                           update_columns=rows.column_names[1:])
+    return path
+
+
+def test_the_record_holds_until_a_commit_may_have_changed_rows(tmp_path):
+    path = _output(tmp_path)
+    assert lake.unchanged_rows(path, "d1") is None  # nothing recorded yet
+    lake.record_source_state(path, SourceState("d1", 3))
+    assert lake.unchanged_rows(path, "d1") == 3 and lake.unchanged_rows(path, "d2") is None
+    version = DeltaTable(path).version()
+    lake.record_source_state(path, SourceState("d1", 3))
+    assert DeltaTable(path).version() == version  # recording the same state again commits nothing
+    # commits that keep every row: compaction, properties, cluster labels
+    DeltaTable(path).optimize.compact()
+    lake.set_output_meta(path, OutputMeta("m", "f", "t", 1, "id", {"q": "q?"}), target_file_bytes=2**20)
+    lake.write_cluster_labels(path, "id", pa.array(["a"]), pa.array(["h1"]), "q_cluster", pa.array([0], pa.int32()),
+                              "cluster q k=2")
+    assert lake.unchanged_rows(path, "d1") == 3
+    DeltaTable(path).delete("id = 'b'")  # someone removed a row: the next run must plan
+    assert lake.unchanged_rows(path, "d1") is None
+    lake.record_source_state(path, SourceState("d1", 3))  # a run that re-embedded it records again
+    assert lake.unchanged_rows(path, "d1") == 3
+
+
+def test_the_digest_follows_the_source_snapshot_and_the_settings(tmp_path):
+    src = str(tmp_path / "src")
+    write_deltalake(src, pa.table({"id": [1], "text": ["x"]}))
+    v0 = lake.open_snapshot(src, "auto", None)
+    same = lake.open_snapshot(src, "auto", None)
+    assert lake.source_digest(v0, {"q": "a"}) == lake.source_digest(same, {"q": "a"})
+    assert lake.source_digest(v0, {"q": "a"}) != lake.source_digest(v0, {"q": "b"})
+    write_deltalake(src, pa.table({"id": [2], "text": ["y"]}), mode="append")
+    assert lake.source_digest(lake.open_snapshot(src, "auto", None), {"q": "a"}) != lake.source_digest(v0, {"q": "a"})
+    parquet = tmp_path / "pq"
+    parquet.mkdir()
+    pa.parquet.write_table(pa.table({"id": [1], "text": ["x"]}), parquet / "a.parquet")
+    before = lake.source_digest(lake.open_snapshot(str(parquet), "auto", None), {})
+    pa.parquet.write_table(pa.table({"id": [1], "text": ["changed"]}), parquet / "a.parquet")
+    assert isinstance(lake.open_snapshot(str(parquet), "auto", None), Snapshot)
+    assert lake.source_digest(lake.open_snapshot(str(parquet), "auto", None), {}) != before  # size or time moved
