@@ -189,26 +189,33 @@ class _Run:
         base_version = lake.delta_version(config.output.path) if existing and existing.format == "delta" else -1
         state = existing_state(spark, config, existing, instructions.usable) if existing is not None else None
         if state is None:
-            todo = df.select("*", *[F.lit(True).alias(f"_miss_{n}") for n in names], F.lit(True).alias("_new"))
+            todo = df.select("*", *[F.lit(True).alias(f"_miss_{n}") for n in names], F.lit(True).alias("_new"),
+                             F.lit(False).alias("_gone"), F.lit(None).cast(df.schema[key].dataType).alias("_k"))
         else:
-            joined = df.join(state, df[quote(key)] == state["_k"], "left")
+            # one full join finds what to embed, which keys are new, and which left the source (`_gone`)
+            joined = df.join(state, df[quote(key)] == state["_k"], "full_outer")
+            in_source = joined[quote(key)].isNotNull()
             same = joined["_h"].eqNullSafe(joined[KEY_HASH]) & joined["_k"].isNotNull()
-            miss = [(~same | ~F.coalesce(F.col(f"_has_{n}"), F.lit(False))) if n in instructions.usable
-                    else F.lit(True) for n in names]
+            miss = [in_source & ((~same | ~F.coalesce(F.col(f"_has_{n}"), F.lit(False)))
+                                 if n in instructions.usable else F.lit(True)) for n in names]
             todo = joined.select(*[df[quote(c)] for c in df.columns],
                                  *[m.alias(f"_miss_{n}") for n, m in zip(names, miss)],
-                                 joined["_k"].isNull().alias("_new"))
-        todo = todo.where(" OR ".join(f"_miss_{n}" for n in names)).cache()
+                                 joined["_k"].isNull().alias("_new"), (~in_source).alias("_gone"), joined["_k"])
+        todo = todo.where(" OR ".join(["_gone", *[f"_miss_{n}" for n in names]])).cache()
         combos: dict[tuple[bool, ...], int] = {}
         new_keys: dict[tuple[bool, ...], int] = {}
-        for r in todo.groupBy(*[f"_miss_{n}" for n in names], "_new").count().collect():
+        gone = 0
+        for r in todo.groupBy(*[f"_miss_{n}" for n in names], "_new", "_gone").count().collect():
+            if r["_gone"]:
+                gone += int(r["count"])
+                continue
             missing = tuple(bool(r[f"_miss_{n}"]) for n in names)
             combos[missing] = combos.get(missing, 0) + int(r["count"])
             if r["_new"]:
                 new_keys[missing] = int(r["count"])
         report.seconds["read"] = time.perf_counter() - t_read
         report.instructions = {n: InstructionCounts() for n in names}
-        return Plan(df, todo, combos, state, instructions, new_keys, base_version)
+        return Plan(df, todo, combos, state, instructions, new_keys, base_version, gone)
 
     def _clear_columns(self, changed: list[str]) -> float:
         t0 = time.perf_counter()
@@ -312,14 +319,14 @@ class _Run:
         from pyspark.sql import functions as F
 
         config, report, existing = self.config, self.report, self.existing
-        key, df, state = config.input.key, plan.df, plan.state
+        key, df = config.input.key, plan.df
         for c in report.instructions.values():
             c.skipped = report.rows_read - c.embedded - c.failed
         t_commit = time.perf_counter()
         if config.output.format == "delta":
-            if config.output.mode == "sidecar" and state is not None:
-                # keys that left the source: an anti-join in Spark; only those reach the driver, never all keys
-                gone = state.join(df, state["_k"] == df[quote(key)], "left_anti").select("_k").toArrow().column("_k")
+            if config.output.mode == "sidecar" and plan.gone_rows:
+                # keys that left the source, found by the plan's join; only those reach the driver, never all keys
+                gone = plan.todo.where("_gone").select("_k").toArrow().column("_k")
                 report.rows_deleted = lake.delete_keys(config.output.path, key, gone, report.run_id)
             if report.waves == 0 and existing is not None:
                 lake.set_output_meta(config.output.path, meta_with(meta, existing),
