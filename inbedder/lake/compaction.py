@@ -35,6 +35,7 @@ def compact(path: str, target_mb: int = 256, vacuum_hours: int | None = None) ->
     table = DeltaTable(path)
     removed = 0
     if vacuum_hours is not None:
+        # full: also files no version lists (a wave's files moved in by a run killed before its commit)
         removed = len(table.vacuum(retention_hours=vacuum_hours, dry_run=False,
-                                   enforce_retention_duration=vacuum_hours >= 168))
+                                   enforce_retention_duration=vacuum_hours >= 168, full=True))
     return Compaction(before, len(table.file_uris()), table.version(), removed)

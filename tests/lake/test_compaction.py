@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 from deltalake import DeltaTable
 
@@ -34,8 +36,10 @@ def test_compaction_keeps_rows_and_metadata_in_fewer_files(tmp_path):
     assert after.to_pyarrow_table().sort_by("id").equals(before)
     assert lake.OutputMeta.from_delta(after.metadata()) == meta
     assert lake.delta_transaction_version(path, "run") == 5  # the waves' idempotence record survives
+    orphan = tmp_path / "out" / "part-p00000-000-killed.parquet"  # moved in by a run killed before its commit
+    orphan.write_bytes((tmp_path / "out" / Path(after.file_uris()[0]).name).read_bytes())
     vacuumed = CliRunner().invoke(main, ["optimize", "--table", path, "--vacuum-hours", "0"])
-    assert f"{files_before} unreferenced files deleted" in vacuumed.output
+    assert f"{files_before + 1} unreferenced files deleted" in vacuumed.output and not orphan.exists()
     assert len(list((tmp_path / "out").glob("*.parquet"))) == 1
     assert DeltaTable(path).to_pyarrow_table().sort_by("id").equals(before)
     refused = CliRunner().invoke(main, ["optimize", "--table", str(tmp_path)])
