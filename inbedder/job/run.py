@@ -21,7 +21,7 @@ import pyarrow as pa
 from inbedder import lake
 from inbedder.errors import JobError, TableError
 from inbedder.job.cluster import ray_cluster, start_spark
-from inbedder.job.plan import (Plan, check_existing, check_key_unchanged, check_source, default_run_id,
+from inbedder.job.plan import (Plan, Wave, check_existing, check_key_unchanged, check_source, default_run_id,
                                made_by_this_model, meta_with, plan_instructions, source_settings)
 from inbedder.job.replicas import PoolHandle, start_pool
 from inbedder.job.report import InstructionCounts, RunReport
@@ -239,13 +239,12 @@ class _Run:
         counters = WaveCounters(spark)
         progress = PolledProgress(plan.rows_to_embed, lambda: counters.rows.value, enabled=config.progress)
         embed_seconds = 0.0
+        waves = plan.waves(names, config.output.wave_rows)
+        by_wave = _rows_by_wave(plan.todo, names, key, waves)
         try:
-            for wave in plan.waves(names, config.output.wave_rows):
+            for index, wave in enumerate(waves):
                 t0 = time.perf_counter()
-                rows = plan.todo.where(" AND ".join(f"_miss_{n}" if m else f"NOT _miss_{n}"
-                                                    for n, m in zip(names, wave.missing)))
-                rows = rows.where(F.col("_new") == F.lit(wave.new_keys))
-                rows = rows.where(F.pmod(F.xxhash64(F.col(quote(key))), F.lit(wave.buckets)) == wave.bucket)
+                rows = by_wave.where(F.col("_wave") == index)
                 staged = lake.staging_dir(config.output.path, f"{report.run_id}/{attempt}/wave-{wave_seq}")
                 wave_files = run_wave(spark, config, rows, wave.expected_rows,
                                       output_schema(config, self.snapshot.schema, list(wave.instructions)),
@@ -264,6 +263,7 @@ class _Run:
                 report.seconds["commit"] += report.wave_commit_seconds[-1]
         finally:
             progress.close()
+            by_wave.unpersist()
         embedded = report.rows_embedded + report.rows_failed
         report.seconds["embed"] = embed_seconds
         report.rows_per_second = embedded / embed_seconds if embed_seconds else 0.0
@@ -341,6 +341,32 @@ class _Run:
         report.seconds["commit"] += time.perf_counter() - t_commit
         df.unpersist()
         plan.todo.unpersist()
+
+
+def _rows_by_wave(todo, names: list[str], key: str, waves: list[Wave]):
+    """The plan's rows with their wave number (`_wave`), cached sorted by it within each partition.
+
+    A wave then reads only the cached batches whose `_wave` range holds it (Spark keeps each batch's
+    min/max), instead of filtering every row of the plan once per wave: that was a scan of the whole
+    plan per wave, quadratic in the table's size over a first run.
+    """
+    from pyspark.sql import functions as F
+
+    bucket_of = F.xxhash64(F.col(quote(key)))
+    number = None
+    offset = 0
+    groups: dict[tuple[tuple[bool, ...], bool], tuple[int, int]] = {}
+    for wave in waves:  # a group's waves are consecutive: (missing, new keys) -> (first wave number, buckets)
+        groups.setdefault((wave.missing, wave.new_keys), (offset - wave.bucket, wave.buckets))
+        offset += 1
+    for (missing, new), (first, buckets) in groups.items():
+        member = F.col("_new") == F.lit(new)
+        for n, m in zip(names, missing):
+            member = member & (F.col(f"_miss_{n}") if m else ~F.col(f"_miss_{n}"))
+        wave_no = F.lit(first) + F.pmod(bucket_of, F.lit(buckets))
+        number = F.when(member, wave_no) if number is None else number.when(member, wave_no)
+    numbered = todo.where(~F.col("_gone")).withColumn("_wave", number if number is not None else F.lit(None))
+    return numbered.where(F.col("_wave").isNotNull()).sortWithinPartitions("_wave").cache()
 
 
 def _check_keys(config: JobConfig, df, rows: int, nulls: int, distinct: int) -> None:
