@@ -240,6 +240,7 @@ class _Run:
         progress = PolledProgress(plan.rows_to_embed, lambda: counters.rows.value, enabled=config.progress)
         embed_seconds = 0.0
         waves = plan.waves(names, config.output.wave_rows)
+        append_check = lake.AppendCheck(plan.base_version)
         by_wave = _rows_by_wave(plan.todo, names, key, waves)
         try:
             for index, wave in enumerate(waves):
@@ -253,7 +254,7 @@ class _Run:
                 embed_seconds += t1 - t0
                 self._count(wave_files, wave.instructions)
                 if delta:
-                    self._commit_delta(wave_files, wave.new_keys, meta, attempt, wave_seq, plan.base_version, stale)
+                    self._commit_delta(wave_files, wave.new_keys, meta, attempt, wave_seq, append_check, stale)
                     lake.remove_staging(config.output.path, f"{report.run_id}/{attempt}/wave-{wave_seq}")
                 else:
                     parquet_parts.append(wave_files.table())
@@ -273,14 +274,14 @@ class _Run:
         lake.remove_staging(config.output.path, f"{report.run_id}/{attempt}")
 
     def _commit_delta(self, wave: lake.StagedWave, new_keys: bool, meta: OutputMeta, attempt: str, wave_seq: int,
-                      base_version: int, stale: list[str]) -> None:
+                      append_check: lake.AppendCheck, stale: list[str]) -> None:
         """A wave of new keys is appended (its staged files added to the log); any other is upserted by key."""
         config, report = self.config, self.report
         target = config.output.target_file_mb and config.output.target_file_mb * 2**20
         recorded = meta_with(meta, self.existing)
         if new_keys:
             version, how = lake.commit_delta_append(config.output.path, wave, config.input.key, recorded,
-                                                    report.run_id, attempt, wave_seq, base_version,
+                                                    report.run_id, attempt, wave_seq, append_check,
                                                     target_file_bytes=target, null_when_changed=stale)
             report.waves_appended += how == "append"
         else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -114,18 +115,30 @@ KEEPS_KEYS = frozenset({"SET TBLPROPERTIES", "ADD COLUMN", "ADD COLUMNS", "UPDAT
                         "UPDATE FIELD METADATA", "UPDATE TABLE METADATA"})
 
 
+@dataclass
+class AppendCheck:
+    """How far a run has read the output's log for other writers' rows since it read the output's keys.
+
+    Starts at the version whose keys the plan read (-1: no output yet); each append moves it on, so a
+    run's waves read each commit of the log once, not the whole log since the plan per wave."""
+
+    checked_version: int
+    others_added_rows: bool = False
+
+
 def commit_delta_append(path: str, wave: StagedWave, key: str, meta: OutputMeta, run_id: str, attempt: str,
-                        wave_no: int, base_version: int, *, target_file_bytes: int | None = None,
+                        wave_no: int, check: AppendCheck, *, target_file_bytes: int | None = None,
                         null_when_changed: list[str] | None = None) -> tuple[int | None, str]:
     """Commit a wave of keys the output lacked by adding its staged files: no MERGE, nothing rewritten.
 
-    An append is right only while no other writer added rows since `base_version`, the version whose keys
-    the run read. Each try checks the commits since then and commits at exactly the version it checked
+    An append is right only while no other writer added rows since the run read the output's keys.
+    Each try reads the commits since `check` last did and commits at exactly the version it checked
     (delta-rs may not retry it over a newer one), so a writer that races in makes the try fail and the
-    check run again. If another writer added rows, the wave is upserted by key instead (MERGE: idempotent,
-    so a key both runs embedded is still one row). Returns (the new version, or None when this wave was
-    committed before; "append" or "merge").
+    check run again. Once another writer has added rows, this and every later wave of the run is upserted
+    by key instead (MERGE: idempotent, so a key both runs embedded is still one row). Returns (the new
+    version, or None when this wave was committed before; "append" or "merge").
     """
+    from deltalake import DeltaTable
     from deltalake.exceptions import CommitFailedError, DeltaError
 
     props = dict(app_transactions=[_transaction(run_id, wave_no)], max_commit_retries=0,
@@ -135,25 +148,29 @@ def commit_delta_append(path: str, wave: StagedWave, key: str, meta: OutputMeta,
     for try_no in range(5):
         try:
             if not is_delta_table(path):
-                if base_version >= 0:
+                if check.checked_version >= 0:
                     raise TableError(f"output {path} was removed while the run wrote to it")
                 moved = moved or _move_into_table(path, wave.files)
                 _create_with_files(path, wave.schema, moved, meta, props, target_file_bytes)
-                return _version(path), "append"
+                created = DeltaTable(path)
+                _rows_added_by_others(created, check, run_id, attempt)  # moves the check past our own creation
+                return created.version(), "append"
             if delta_transaction_version(path, run_id) >= wave_no:
                 _remove_moved(path, moved)
                 return None, "append"
             set_output_meta(path, meta, target_file_bytes)
             table = add_missing_columns(path, wave.schema)
-            if _rows_added_by_others(table, base_version, run_id, attempt):
-                log.info("wave %d: another writer added rows to %s since version %d; merging it by key instead "
-                         "of appending", wave_no, path, base_version)
+            if _rows_added_by_others(table, check, run_id, attempt):
+                log.info("wave %d: another writer added rows to %s since this run read its keys; merging by key "
+                         "instead of appending", wave_no, path)
                 break
             if not _types_match(table, wave.schema):
                 log.info("wave %d: its column types differ from the table's; merging it (which casts)", wave_no)
                 break
             moved = moved or _move_into_table(path, wave.files)
-            return _add_files(table, moved, props, key), "append"
+            version = _add_files(table, moved, props, key)
+            check.checked_version = table.version() + 1  # ours: committed at exactly the version after the check
+            return version, "append"
         except (CommitFailedError, DeltaError) as exc:
             if try_no == 4 or not _is_conflict(exc):
                 raise
@@ -178,17 +195,20 @@ def _version(path: str) -> int:
     return DeltaTable(path).version()
 
 
-def _rows_added_by_others(table, base_version: int, run_id: str, attempt: str) -> bool:
-    """Did any commit after `base_version` (up to the loaded version) come from another writer and add rows?"""
-    newer = table.version() - base_version
-    if newer <= 0:
-        return False
+def _rows_added_by_others(table, check: AppendCheck, run_id: str, attempt: str) -> bool:
+    """Did a commit after `check.checked_version` (up to the loaded version) come from another writer and
+    add rows? Moves the check on to the loaded version when none did."""
+    newer = table.version() - check.checked_version
+    if check.others_added_rows or newer <= 0:
+        return check.others_added_rows
     for commit in table.history(limit=newer):
-        if commit.get("version", base_version + 1) <= base_version:
+        if commit.get("version", check.checked_version + 1) <= check.checked_version:
             continue
         ours = commit.get("inbedder.run_id") == run_id and commit.get("inbedder.writer") == attempt
         if not ours and commit.get("operation") not in KEEPS_KEYS:
+            check.others_added_rows = True
             return True
+    check.checked_version = table.version()
     return False
 
 

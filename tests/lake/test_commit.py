@@ -75,8 +75,9 @@ def _wave(tmp_path, name: str, ids: list[str], value: float = 1.0, key_type=pa.s
     return lake.StagedWave(tuple(files), schema)
 
 
-def _append(path: str, wave: lake.StagedWave, n: int, base: int, run: str = "run"):
-    return lake.commit_delta_append(path, wave, "id", _meta("q"), run, "a1", n, base)
+def _append(path: str, wave: lake.StagedWave, n: int, base: int | lake.AppendCheck, run: str = "run"):
+    check = base if isinstance(base, lake.AppendCheck) else lake.AppendCheck(base)
+    return lake.commit_delta_append(path, wave, "id", _meta("q"), run, "a1", n, check)
 
 
 def _history(path: str) -> list[str]:
@@ -105,17 +106,21 @@ def test_an_append_becomes_a_merge_when_another_writer_added_rows_since_the_keys
     path = str(tmp_path / "out")
     _append(path, _wave(tmp_path, "w0", ["a"]), 0, -1)
     base = DeltaTable(path).version()
+    check = lake.AppendCheck(base)  # one per run: each wave reads only the commits since the last
     lake.set_output_meta(path, _meta("q", "other"))  # a metadata commit adds no key: an append stays safe
-    assert _append(path, _wave(tmp_path, "w1", ["b"]), 1, base)[1] == "append"
+    assert _append(path, _wave(tmp_path, "w1", ["b"]), 1, check)[1] == "append"
+    assert check.checked_version == DeltaTable(path).version() and not check.others_added_rows
     # another run embedded key c meanwhile (its own append)
     _append(path, _wave(tmp_path, "x0", ["c"], value=5.0), 0, base, run="other")
     late = _wave(tmp_path, "w2", ["c", "d"], value=2.0)
-    version, how = _append(path, late, 2, base)
+    version, how = _append(path, late, 2, check)
     rows = {r["id"]: r["q_embedding"] for r in DeltaTable(path).to_pyarrow_table().to_pylist()}
     assert how == "merge" and version == DeltaTable(path).version()
     assert sorted(rows) == ["a", "b", "c", "d"] and rows["c"] == [2.0, 2.0]  # one row per key
     moved_name = "part-" + Path(late.files[0].path).name
     assert not (tmp_path / "out" / moved_name).exists()  # the wave's files never entered the table's folder
+    # the other writer's keys may overlap any later wave of this run too: those are merged as well
+    assert _append(path, _wave(tmp_path, "w3", ["e"]), 3, check)[1] == "merge" and check.others_added_rows
 
 
 def test_a_writer_racing_in_between_the_check_and_the_commit_turns_the_append_into_a_merge(tmp_path, monkeypatch):
