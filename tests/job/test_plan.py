@@ -42,6 +42,16 @@ def test_waves_group_rows_by_what_they_miss_most_first_and_split_by_size():
     assert plan_waves(names, {}, 10_000) == []
 
 
+def test_rows_with_new_keys_make_waves_of_their_own_after_the_merged_ones():
+    names = ["intent"]
+    waves = plan_waves(names, {(True,): 25_000}, wave_rows=10_000, new_keys={(True,): 24_000})
+    # 1,000 changed rows: one merged wave; 24,000 new keys: three appended waves
+    assert [(w.new_keys, w.bucket, w.buckets, w.expected_rows) for w in waves] == [
+        (False, 0, 1, 1_000), (True, 0, 3, 8_000), (True, 1, 3, 8_000), (True, 2, 3, 8_000)]
+    only_new = plan_waves(names, {(True,): 5}, wave_rows=10, new_keys={(True,): 5})
+    assert [(w.new_keys, w.expected_rows) for w in only_new] == [(True, 5)]
+
+
 def test_source_problems_are_named_before_anything_starts():
     config = _config(**{"input.passthrough": ["lang"]})
     with pytest.raises(TableError, match="no column.*lang"):
