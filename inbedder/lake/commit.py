@@ -20,7 +20,7 @@ import logging
 from inbedder.errors import TableError
 from inbedder.fs import replace_folder
 from inbedder.lake.columns import KEY_HASH, META_KEY, clusters_made_stale_by, embedding_column, quote, status_column
-from inbedder.lake.meta import ExistingOutput, OutputMeta
+from inbedder.lake.meta import ExistingOutput, OutputMeta, delta_version
 from inbedder.lake.paths import is_remote
 from inbedder.lake.snapshot import is_delta_table
 from inbedder.lake.staging import StagedFile, StagedWave
@@ -78,11 +78,11 @@ def _is_conflict(exc: Exception) -> bool:
 def _commit_delta_wave_once(path: str, data: pa.Table, key: str, meta: OutputMeta, run_id: str, wave: int,
                             update_columns: list[str], null_when_changed: list[str] | None,
                             target_file_bytes: int | None, attempt: str) -> int | None:
-    from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+    from deltalake import CommitProperties, DeltaTable, write_deltalake
 
     if delta_transaction_version(path, run_id) >= wave:
         return None
-    props = CommitProperties(app_transactions=[Transaction(app_id=app_id(run_id), version=wave)],
+    props = CommitProperties(app_transactions=[_transaction(run_id, wave)],
                              custom_metadata={"inbedder.run_id": run_id, "inbedder.writer": attempt,
                                               "inbedder.wave": str(wave)})
     if not is_delta_table(path):
@@ -189,12 +189,6 @@ def _transaction(run_id: str, wave: int):
     return Transaction(app_id=app_id(run_id), version=wave)
 
 
-def _version(path: str) -> int:
-    from deltalake import DeltaTable
-
-    return DeltaTable(path).version()
-
-
 def _rows_added_by_others(table, check: AppendCheck, run_id: str, attempt: str) -> bool:
     """Did a commit after `check.checked_version` (up to the loaded version) come from another writer and
     add rows? Moves the check on to the loaded version when none did."""
@@ -268,7 +262,7 @@ def _add_files(table, moved: list[tuple[str, StagedFile]], props: dict, key: str
 
     table.create_write_transaction(_add_actions(moved, key), mode="append", schema=table.schema(),
                                    commit_properties=CommitProperties(**props))
-    return _version(table.table_uri)
+    return delta_version(table.table_uri)
 
 
 def _create_with_files(path: str, schema: pa.Schema, moved: list[tuple[str, StagedFile]], meta: OutputMeta,
