@@ -398,6 +398,39 @@ def test_contrastive_steps_pair_each_labelled_row_with_its_group_within_one_ques
     assert [s.tolist() for s in paired_steps(groups, 0, 0, 4)] == [s.tolist() for s in steps]  # (seed, epoch)
 
 
+def test_hard_pairs_put_a_domains_intents_in_one_step_and_pair_an_area_across_its_intents():
+    from inbedder.training.trainer import paired_steps, row_relatives
+
+    # 24 requests in 2 areas of 2 intents each, every one asked under both questions
+    intents = {"travel": ["book-flight", "find-hotel"], "music": ["play-song", "add-playlist"]}
+    texts, groups = [], []
+    for n in range(24):
+        area = ["travel", "music"][n % 2]
+        intent = intents[area][(n // 2) % 2]
+        texts += [f"request {n}", f"request {n}"]
+        groups += [f"req-area:{area}", f"req-intent:{intent}"]
+    rows = pa.table({"input": texts + ["a question"], "group": groups + [None]})
+    groups = tuple(groups + [None])
+    relatives = row_relatives(rows, groups)
+    assert relatives[0] == (None, "req-intent:book-flight") and relatives[1] == ("req-area:travel", None)
+    assert relatives[-1] == (None, None)
+    steps = paired_steps(groups, 0, 0, 4, relatives)
+    intent_steps = [s for s in steps if groups[int(s[0])] and groups[int(s[0])].startswith("req-intent")]
+    area_steps = [s for s in steps if groups[int(s[0])] and groups[int(s[0])].startswith("req-area")]
+    assert {relatives[int(i)][0] for s in intent_steps for i in s[::2]} == {"req-area:travel", "req-area:music"}
+    for step in intent_steps:  # anchors of one area: its other intent is the negative
+        assert len({relatives[int(i)][0] for i in step}) == 1
+    for step in area_steps:  # the partner asks for another thing in the same area
+        for anchor, partner in zip(step[::2], step[1::2], strict=True):
+            assert groups[int(anchor)] == groups[int(partner)]
+            assert relatives[int(anchor)][1] != relatives[int(partner)][1]
+    anchors = sorted(int(i) for s in intent_steps + area_steps for i in s[::2])
+    assert anchors == list(range(48))  # every labelled row anchors once
+    plain = paired_steps(groups, 0, 0, 4)
+    assert any(len({relatives[int(i)][0] for i in s}) > 1 for s in plain
+               if groups[int(s[0])] and groups[int(s[0])].startswith("req-intent"))  # the option is what does it
+
+
 def test_a_contrastive_run_pulls_a_groups_vectors_together_and_resumes_exactly(tiny_dirs, grouped_rows_file,
                                                                                  tmp_path):
     config = _config(tiny_dirs, grouped_rows_file, tmp_path / "whole", contrastive_weight=1.0, epochs=4,

@@ -74,6 +74,10 @@ class TrainConfig(BaseModel):
         "one label (the data's `group`) pull together, other labels of the same question push apart; steps "
         "then hold one question's rows in pairs of a label. 0: the paper's recipe alone"))
     contrastive_temperature: float = Field(default=0.1, gt=0)
+    contrastive_hard_pairs: bool = Field(default=False, description=(
+        "with the contrastive term, use the texts asked under two questions of one source: a fine question's "
+        "step holds anchors of one coarse label (a domain's intents are each other's negatives) and a coarse "
+        "question's partner has another fine label (a domain's intents are pulled together)"))
     init_from: str | None = Field(default=None, description="start from the trainable weights of an earlier "
                                                             "run's checkpoint folder (same method and base)")
     threads: int | None = None
@@ -86,8 +90,10 @@ class TrainConfig(BaseModel):
         if not self.group_by_length:  # off is how runs trained before the option existed: their checkpoints resume
             del identity["group_by_length"]
         if not self.contrastive_weight:  # the same for options added later, at their defaults
-            for key in ("contrastive_weight", "contrastive_temperature"):
+            for key in ("contrastive_weight", "contrastive_temperature", "contrastive_hard_pairs"):
                 del identity[key]
+        elif not self.contrastive_hard_pairs:
+            del identity["contrastive_hard_pairs"]
         if self.init_from is None:
             del identity["init_from"]
         return identity
@@ -223,20 +229,27 @@ class TrainState:
     history: list[dict]
 
 
-def total_steps(rows: int, config: TrainConfig, groups: tuple[str | None, ...] | None = None) -> int:
+def total_steps(rows: int, config: TrainConfig, groups: tuple[str | None, ...] | None = None,
+                relatives: tuple[tuple[str | None, str | None], ...] | None = None) -> int:
     per_step = config.batch_size * config.grad_accum
-    per_epoch = (len(paired_steps(groups, config.seed, 0, per_step)) if config.contrastive_weight and groups
+    per_epoch = (len(paired_steps(groups, config.seed, 0, per_step, relatives)) if config.contrastive_weight and groups
                  else math.ceil(rows / per_step))
     return min(per_epoch * config.epochs, config.max_steps or per_epoch * config.epochs)
 
 
 @functools.lru_cache(maxsize=2)
-def paired_steps(groups: tuple[str | None, ...], seed: int, epoch: int, per_step: int) -> list[np.ndarray]:
+def paired_steps(groups: tuple[str | None, ...], seed: int, epoch: int, per_step: int,
+                 relatives: tuple[tuple[str | None, str | None], ...] | None = None) -> list[np.ndarray]:
     """The steps of one epoch for the contrastive term: a function of (groups, seed, epoch) only.
 
     Each labelled row is an anchor once, followed by a partner drawn from its group; a step holds
     the anchors of one question kind (the group's prefix before ':'), so its other rows are that
     question's other labels, the negatives the term needs. Unlabelled rows (QA) make steps of their own.
+
+    With `relatives` (each row's text's group under the nearest coarser and finer question, see
+    `row_relatives`), the negatives and positives are the hard ones: a fine question's anchors are
+    chunked by their coarse label where it has two fine labels or more, and a coarse question's
+    partner has another fine label than its anchor where one exists.
     """
     rng = np.random.default_rng([seed, epoch, 1])
     order = rng.permutation(len(groups))
@@ -252,21 +265,42 @@ def paired_steps(groups: tuple[str | None, ...], seed: int, epoch: int, per_step
     steps: list[np.ndarray] = []
     anchors_per_step = max(per_step // 2, 1)
     for anchors in anchors_of.values():
-        for start in range(0, len(anchors), anchors_per_step):
+        for chunk in _anchor_chunks(anchors, groups, relatives, anchors_per_step):
             rows = []
-            for a in anchors[start: start + anchors_per_step]:
+            for a in chunk:
                 rows.append(a)
-                pool = members[groups[a]]
-                if len(pool) > 1:
-                    j = int(rng.integers(len(pool) - 1))
-                    rows.append(pool[j + (j >= pool.index(a))])  # any member but the anchor itself
+                pool = [m for m in members[groups[a]] if m != a]
+                if relatives is not None and relatives[a][1] is not None:
+                    pool = [m for m in pool if relatives[m][1] != relatives[a][1]] or pool
+                if pool:
+                    rows.append(pool[int(rng.integers(len(pool)))])
             steps.append(np.array(rows))
     steps += [np.array(unlabelled[i: i + per_step]) for i in range(0, len(unlabelled), per_step)]
     return [steps[int(i)] for i in rng.permutation(len(steps))]
 
 
+def _anchor_chunks(anchors: list[int], groups: tuple[str | None, ...],
+                   relatives: tuple[tuple[str | None, str | None], ...] | None, size: int) -> list[list[int]]:
+    """One question's anchors cut into steps: in order, or with hard negatives by their coarse label."""
+    if relatives is None:
+        return [anchors[i: i + size] for i in range(0, len(anchors), size)]
+    by_coarse: dict[str, list[int]] = {}
+    for a in anchors:
+        if relatives[a][0] is not None:
+            by_coarse.setdefault(relatives[a][0], []).append(a)
+    chunks = []
+    for rows in by_coarse.values():
+        if len({groups[a] for a in rows}) > 1:
+            whole = len(rows) - len(rows) % size
+            chunks += [rows[i: i + size] for i in range(0, whole, size)]
+    taken = {a for c in chunks for a in c}
+    rest = [a for a in anchors if a not in taken]
+    return chunks + [rest[i: i + size] for i in range(0, len(rest), size)]
+
+
 def batches_for_step(step: int, rows: int, config: TrainConfig, lengths: np.ndarray | None = None,
-                     groups: tuple[str | None, ...] | None = None) -> list[np.ndarray]:
+                     groups: tuple[str | None, ...] | None = None,
+                     relatives: tuple[tuple[str | None, str | None], ...] | None = None) -> list[np.ndarray]:
     """Row indices of each micro-batch of optimizer step `step` (0-based), epochs wrapping.
 
     `lengths` (tokens per row) is used only when the config groups by length, `groups` only when it
@@ -275,9 +309,9 @@ def batches_for_step(step: int, rows: int, config: TrainConfig, lengths: np.ndar
     if config.contrastive_weight:
         if groups is None:
             raise TrainingError("contrastive_weight needs the rows' groups (a `group` column in the training data)")
-        plan = paired_steps(groups, config.seed, 0, per_step)
+        plan = paired_steps(groups, config.seed, 0, per_step, relatives)
         epoch, within = divmod(step, len(plan))
-        chunk = paired_steps(groups, config.seed, epoch, per_step)[within]
+        chunk = paired_steps(groups, config.seed, epoch, per_step, relatives)[within]
     else:
         per_epoch = math.ceil(rows / per_step)
         epoch, within = divmod(step, per_epoch)
@@ -378,16 +412,17 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
                     for r in val_rows.select(["input", "instruction", "answer"]).to_pylist()] if val_rows else []
     lengths = np.array([len(e.input_ids) for e in examples])
     groups = row_groups(rows, config)
+    relatives = row_relatives(rows, groups) if groups and config.contrastive_hard_pairs else None
     model = prepare_model(loaded.model, config, masked)
     if config.init_from:
         _load_trainable(Path(config.init_from), model)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    steps = total_steps(len(examples), config, groups)
+    steps = total_steps(len(examples), config, groups, relatives)
     from transformers import get_cosine_schedule_with_warmup
 
-    full_steps = total_steps(len(examples), config.model_copy(update={"max_steps": None}), groups)
+    full_steps = total_steps(len(examples), config.model_copy(update={"max_steps": None}), groups, relatives)
     scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(config.warmup_ratio * full_steps), full_steps)
     identity = {"config": config.identity(), "data": data_digest(rows), "base": loaded.weights_digest}
     state = TrainState(0, steps, [])
@@ -402,7 +437,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     started = time.perf_counter()
     while state.step < steps:
         optimizer.zero_grad(set_to_none=True)
-        micro = batches_for_step(state.step, len(examples), config, lengths, groups)
+        micro = batches_for_step(state.step, len(examples), config, lengths, groups, relatives)
         targets = sum(sum(1 for t in examples[int(i)].labels if t != IGNORE) for b in micro for i in b)
         step_loss, step_contrast = 0.0, 0.0
         for b in micro:
@@ -450,6 +485,33 @@ def row_groups(rows: pa.Table, config: TrainConfig) -> tuple[str | None, ...] | 
     if not any(groups):
         raise TrainingError("contrastive_weight: no training row has a group")
     return groups
+
+
+def row_relatives(rows: pa.Table, groups: tuple[str | None, ...]) -> tuple[tuple[str | None, str | None], ...]:
+    """Each row's text's group under the nearest coarser and the nearest finer question of its source.
+
+    A question kind is a group's prefix ('sgd-area'); its source is the kind's first word ('sgd'). One
+    kind is coarser than another of its source when it has fewer distinct groups (20 areas, 46 intents).
+    """
+    kind_of = [g.split(":", 1)[0] if g else None for g in groups]
+    labels: dict[str, set[str]] = {}
+    by_text: dict[tuple[str, str], dict[str, str]] = {}
+    for text, kind, group in zip(rows.column("input").to_pylist(), kind_of, groups, strict=True):
+        if kind is not None:
+            labels.setdefault(kind, set()).add(group)
+            by_text.setdefault((kind.split("-", 1)[0], text), {})[kind] = group
+    width = {kind: len(found) for kind, found in labels.items()}
+    relatives = []
+    for text, kind in zip(rows.column("input").to_pylist(), kind_of, strict=True):
+        if kind is None:
+            relatives.append((None, None))
+            continue
+        others = {k: g for k, g in by_text[(kind.split("-", 1)[0], text)].items() if k != kind}
+        coarser = [k for k in others if width[k] < width[kind]]
+        finer = [k for k in others if width[k] > width[kind]]
+        relatives.append((others[max(coarser, key=width.get)] if coarser else None,
+                          others[min(finer, key=width.get)] if finer else None))
+    return tuple(relatives)
 
 
 def _load_trainable(folder: Path, model: torch.nn.Module) -> None:
