@@ -4,7 +4,8 @@ Spark reads and schedules; Ray holds the models; `lake` commits. A run is:
 check (before anything starts) -> plan (one Spark read of the source and the
 output's state) -> execute the plan's waves through the replicas, one commit
 each -> finish (deletions, metadata) -> the optional index step. A re-run whose
-plan is empty starts neither Ray nor the model.
+source and settings are those of the output's last run starts neither Spark, Ray
+nor the model; any other re-run plans while the replicas start.
 """
 
 from __future__ import annotations
@@ -109,20 +110,29 @@ class _Run:
         return lake.source_digest(self.snapshot, source_settings(self.config, fingerprint))
 
     def rerun(self) -> None:
-        """Plan first, and start Ray and the model only when some row needs a vector: an unchanged source costs
-        one Spark read, no replica."""
+        """The source (or the settings) changed since the output's last run: Spark plans while Ray starts and
+        the replicas load their model, so the two waits overlap as on a first run. A plan with nothing to
+        embed (rows rewritten, none changed) stops the replicas unused: they cost CPU, not wall time."""
+        with ThreadPoolExecutor(1, thread_name_prefix="spark-plan") as pool:
+            planned = pool.submit(self._start_spark_and_plan)
+            try:
+                with ray_cluster(self.config) as address:
+                    self.with_replicas(lambda: planned.result()[0], address, lambda: planned.result()[2])
+            finally:
+                if planned.exception() is None:
+                    spark, own_spark, _ = planned.result()
+                    if own_spark:
+                        spark.stop()
+
+    def _start_spark_and_plan(self) -> tuple[object, bool, Plan]:
         spark, own_spark = start_spark(self.config)
         try:
             with spark_failures_explained():
-                plan = self.plan(spark)
-                if plan.rows_to_embed == 0:
-                    self.finish_without_replicas(plan)
-                    return
-            with ray_cluster(self.config) as address:
-                self.with_replicas(lambda: spark, address, plan)
-        finally:
+                return spark, own_spark, self.plan(spark)
+        except BaseException:
             if own_spark:
                 spark.stop()
+            raise
 
     def first_run(self) -> None:
         """The JVM starts while Ray starts and the replicas load their model: the two waits overlap."""
@@ -137,7 +147,8 @@ class _Run:
                     if own_spark:
                         spark.stop()
 
-    def with_replicas(self, spark_ready: Callable[[], object], address: str, plan: Plan | None) -> None:
+    def with_replicas(self, spark_ready: Callable[[], object], address: str,
+                      plan_ready: Callable[[], Plan] | None) -> None:
         import ray
 
         config, report = self.config, self.report
@@ -146,12 +157,16 @@ class _Run:
         report.replicas_started = True
         try:
             spark = spark_ready()
+            plan = plan_ready() if plan_ready else None
+            if plan is not None and plan.rows_to_embed == 0:
+                self.finish_without_replicas(plan)
+                return
             identity = ray.get(actors[0].identity.remote())
             report.model, report.fingerprint = identity["model"], identity["fingerprint"]
             meta = OutputMeta(identity["model"], identity["fingerprint"], identity["template"], identity["dim"],
                               config.input.key, dict(config.instructions))
             check_existing(self.existing, meta, config)
-            # a re-run planned before starting the replicas: its read time is not start-up
+            # a re-run planned while the replicas started: its read time is not start-up
             report.seconds["start_up"] = time.perf_counter() - self.started - (report.seconds["read"] if plan else 0)
             with lake.StagingLease(config.output.path, f"{report.run_id}/{attempt}"), spark_failures_explained():
                 plan = plan or self.plan(spark)
@@ -179,6 +194,9 @@ class _Run:
                        F.countDistinct(F.col(quote(key))).alias("distinct")).first()
         report.rows_read = int(stats["rows"])
         _check_keys(config, df, report.rows_read, int(stats["nulls"] or 0), int(stats["distinct"]))
+        log.info("plan: %d source rows read, hashed and key-checked in %.1f s", report.rows_read,
+                 time.perf_counter() - t_read)
+        t_join = time.perf_counter()
 
         recorded = existing.meta.instructions if existing and existing.meta else {}
         instructions = plan_instructions(config.instructions, recorded,
@@ -214,6 +232,8 @@ class _Run:
             if r["_new"]:
                 new_keys[missing] = int(r["count"])
         report.seconds["read"] = time.perf_counter() - t_read
+        log.info("plan: joined with the output's state in %.1f s: %d rows to embed (%d of new keys), %d keys gone",
+                 time.perf_counter() - t_join, sum(combos.values()), sum(new_keys.values()), gone)
         report.instructions = {n: InstructionCounts() for n in names}
         return Plan(df, todo, combos, state, instructions, new_keys, base_version, gone)
 
@@ -313,7 +333,9 @@ class _Run:
         self.report.seconds["start_up"] = time.perf_counter() - self.started - self.report.seconds["read"]
         self.finish(plan, meta, [])
         lake.sweep_staging(self.config.output.path)
-        log.info("nothing to embed: the output already holds every vector (no replica was started)")
+        log.info("nothing to embed: the output already holds every vector%s",
+                 " (the replicas started beside the plan were stopped unused)" if self.report.replicas_started
+                 else " (no replica was started)")
 
     def finish(self, plan: Plan, meta: OutputMeta, parquet_parts: list[pa.Table]) -> None:
         """Count what was skipped, remove rows whose key left the source, record the output's metadata."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,7 +20,7 @@ import logging
 from inbedder.errors import TableError
 from inbedder.fs import replace_folder
 from inbedder.lake.columns import KEY_HASH, META_KEY, clusters_made_stale_by, embedding_column, quote, status_column
-from inbedder.lake.meta import ExistingOutput, OutputMeta, delta_version
+from inbedder.lake.meta import ExistingOutput, OutputMeta
 from inbedder.lake.paths import is_remote
 from inbedder.lake.snapshot import is_delta_table
 from inbedder.lake.staging import StagedFile, StagedWave
@@ -29,6 +29,9 @@ from inbedder.lake.staging import StagedFile, StagedWave
 log = logging.getLogger(__name__)
 
 TARGET_FILE_SIZE = "delta.targetFileSize"  # the Delta table property delta-rs cuts written files by
+# A checkpoint every 10 commits (Delta Lake's own default; delta-rs writes one every 100): a writer or
+# reader replays at most that many JSON commits, so a run's last wave commits as fast as its first.
+CHECKPOINT_INTERVAL = ("delta.checkpointInterval", "10")
 
 
 def app_id(run_id: str) -> str:
@@ -124,6 +127,19 @@ class AppendCheck:
 
     checked_version: int
     others_added_rows: bool = False
+    _table: object | None = field(default=None, repr=False, compare=False)
+
+    def table(self, path: str):
+        """The output's table, loaded once per run and then brought up to date one new commit at a time:
+        reloading it per wave replays the log since its last checkpoint, which grows with every wave
+        (measured: 0.02 s at the first append, 0.2 s at the 99th)."""
+        from deltalake import DeltaTable
+
+        if self._table is None:
+            self._table = DeltaTable(path)
+        else:
+            self._table.update_incremental()
+        return self._table
 
 
 def commit_delta_append(path: str, wave: StagedWave, key: str, meta: OutputMeta, run_id: str, attempt: str,
@@ -138,7 +154,6 @@ def commit_delta_append(path: str, wave: StagedWave, key: str, meta: OutputMeta,
     by key instead (MERGE: idempotent, so a key both runs embedded is still one row). Returns (the new
     version, or None when this wave was committed before; "append" or "merge").
     """
-    from deltalake import DeltaTable
     from deltalake.exceptions import CommitFailedError, DeltaError
 
     props = dict(app_transactions=[_transaction(run_id, wave_no)], max_commit_retries=0,
@@ -152,14 +167,16 @@ def commit_delta_append(path: str, wave: StagedWave, key: str, meta: OutputMeta,
                     raise TableError(f"output {path} was removed while the run wrote to it")
                 moved = moved or _move_into_table(path, wave.files)
                 _create_with_files(path, wave.schema, moved, meta, props, target_file_bytes)
-                created = DeltaTable(path)
+                created = check.table(path)
                 _rows_added_by_others(created, check, run_id, attempt)  # moves the check past our own creation
                 return created.version(), "append"
-            if delta_transaction_version(path, run_id) >= wave_no:
+            table = check.table(path)
+            done = table.transaction_version(app_id(run_id))
+            if done is not None and done >= wave_no:
                 _remove_moved(path, moved)
                 return None, "append"
-            set_output_meta(path, meta, target_file_bytes)
-            table = add_missing_columns(path, wave.schema)
+            set_output_meta(path, meta, target_file_bytes, table=table)
+            table = add_missing_columns(path, wave.schema, table=table)
             if _rows_added_by_others(table, check, run_id, attempt):
                 log.info("wave %d: another writer added rows to %s since this run read its keys; merging by key "
                          "instead of appending", wave_no, path)
@@ -169,7 +186,7 @@ def commit_delta_append(path: str, wave: StagedWave, key: str, meta: OutputMeta,
                 break
             moved = moved or _move_into_table(path, wave.files)
             version = _add_files(table, moved, props, key)
-            check.checked_version = table.version() + 1  # ours: committed at exactly the version after the check
+            check.checked_version = version  # ours: committed at exactly the version after the check
             return version, "append"
         except (CommitFailedError, DeltaError) as exc:
             if try_no == 4 or not _is_conflict(exc):
@@ -260,9 +277,10 @@ def _add_actions(moved: list[tuple[str, StagedFile]], key: str) -> list:
 def _add_files(table, moved: list[tuple[str, StagedFile]], props: dict, key: str) -> int:
     from deltalake import CommitProperties
 
+    version = table.version() + 1  # max_commit_retries=0: committed at exactly this version, or refused
     table.create_write_transaction(_add_actions(moved, key), mode="append", schema=table.schema(),
                                    commit_properties=CommitProperties(**props))
-    return delta_version(table.table_uri)
+    return version
 
 
 def _create_with_files(path: str, schema: pa.Schema, moved: list[tuple[str, StagedFile]], meta: OutputMeta,
@@ -277,20 +295,21 @@ def _create_with_files(path: str, schema: pa.Schema, moved: list[tuple[str, Stag
     set_output_meta(path, meta)
 
 
-def add_missing_columns(path: str, schema: pa.Schema):
+def add_missing_columns(path: str, schema: pa.Schema, table=None):
     """Add (all-NULL) columns a merge will write, in their own commit.
 
     delta-rs's MERGE with schema evolution ignores clause predicates and cannot
     name target-only columns; with the columns present first, neither applies.
+    Returns the table, up to date (`table`, when given, is the caller's handle and is updated).
     """
     from deltalake import DeltaTable, Schema
 
-    table = DeltaTable(path)
+    table = table or DeltaTable(path)
     present = set(pa.schema(table.schema().to_arrow()).names)
     missing = [f.with_nullable(True) for f in schema if f.name not in present]
     if missing:
         table.alter.add_columns(Schema.from_arrow(pa.schema(missing)).fields)
-        table = DeltaTable(path)
+        table.update_incremental()
     return table
 
 
@@ -298,17 +317,21 @@ def _file_size_property(target_file_bytes: int | None) -> dict[str, str] | None:
     return {TARGET_FILE_SIZE: str(target_file_bytes)} if target_file_bytes else None
 
 
-def set_output_meta(path: str, meta: OutputMeta, target_file_bytes: int | None = None) -> None:
-    """The output's record (and its file size, when one is asked), set only where it differs."""
+def set_output_meta(path: str, meta: OutputMeta, target_file_bytes: int | None = None, table=None) -> None:
+    """The output's record (and its file size, when one is asked), set only where it differs (`table`:
+    the caller's handle, updated when this commits)."""
     from deltalake import DeltaTable
 
-    table = DeltaTable(path)
+    table = table or DeltaTable(path)
     current = dict(table.metadata().configuration)
     wanted = {} if OutputMeta.from_properties(current) == meta else meta.to_properties()
     if target_file_bytes and current.get(TARGET_FILE_SIZE) != str(target_file_bytes):
         wanted[TARGET_FILE_SIZE] = str(target_file_bytes)
+    if CHECKPOINT_INTERVAL[0] not in current:  # an interval the table's owner chose is kept
+        wanted[CHECKPOINT_INTERVAL[0]] = CHECKPOINT_INTERVAL[1]
     if wanted:
         table.alter.set_table_properties(wanted, raise_if_not_exists=False)
+        table.update_incremental()
 
 
 def clear_columns(path: str, columns: list[str]) -> None:

@@ -36,9 +36,11 @@ class SourceState:
 
 
 def snapshot_identity(snapshot: Snapshot) -> dict:
-    """A Delta source is identified by its version; a Parquet dataset by its files' names, sizes and times."""
+    """A Delta source is identified by the version of its newest commit that may have changed rows (so a
+    source compacted, vacuumed or given a property since reads as unchanged); a Parquet dataset by its
+    files' names, sizes and times."""
     if snapshot.format == "delta":
-        return {"path": snapshot.path, "version": snapshot.version}
+        return {"path": snapshot.path, "version": rows_version(snapshot.path, snapshot.version)}
     import pyarrow.fs as pafs
 
     from inbedder.lake.paths import is_remote
@@ -80,6 +82,25 @@ def unchanged_rows(path: str, digest: str) -> int | None:
         return None
     state = SourceState(digest, int(recorded.rsplit(":", 1)[1]))
     return state.rows if _recorded_rows(table, state) else None
+
+
+def rows_version(path: str, version: int | None) -> int | None:
+    """The newest version at or before `version` whose commit may have changed the table's rows: the
+    commits after it only compacted, vacuumed, set properties or added columns. `version` itself when the
+    log since (up to _LOOK_BACK commits) cannot tell."""
+    from deltalake import DeltaTable
+
+    if version is None:
+        return None
+    for commit in DeltaTable(path).history(limit=_LOOK_BACK):
+        at = commit.get("version")
+        if at is None:
+            return version
+        if at > version:
+            continue
+        if commit.get("operation") not in _ROWS_KEPT:
+            return int(at)
+    return version
 
 
 def _recorded_rows(table, state: SourceState) -> bool:

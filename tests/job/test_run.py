@@ -88,6 +88,11 @@ def test_rerun_embeds_nothing_and_changed_rows_are_reembedded(cluster, tmp_path,
     run_job(config)
     first = read_output(tmp_path / "out")
     version = DeltaTable(str(tmp_path / "out")).version()
+    source_version = DeltaTable(str(delta_source)).version()
+    # the source's owner compacts it and sets a property: new versions, the same rows
+    DeltaTable(str(delta_source)).alter.set_table_properties({"team.owner": "data"}, raise_if_not_exists=False)
+    DeltaTable(str(delta_source)).optimize.compact()
+    assert DeltaTable(str(delta_source)).version() > source_version
     with monkeypatch.context() as patch:  # nothing to do: no replica (no Ray, no model), not even Spark, may start
         patch.setattr(inbedder.job.run, "start_pool", lambda *a, **k: pytest.fail("a replica started for a no-op run"))
         patch.setattr(inbedder.job.run, "start_spark", lambda *a, **k: pytest.fail("Spark read an unchanged source"))

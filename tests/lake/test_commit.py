@@ -151,3 +151,17 @@ def test_staged_files_with_another_key_type_are_merged_so_they_are_cast(tmp_path
     assert rows.schema.field("id").type in (pa.string(), pa.large_string(), pa.string_view())
     wave = _wave(tmp_path, "w1", ["2"], key_type=pa.large_string())
     assert _append(path, wave, 1, DeltaTable(path).version())[1] in ("append", "merge")  # same Delta type: string
+
+
+def test_appends_checkpoint_every_ten_commits_unless_the_table_chose_an_interval(tmp_path):
+    path = str(tmp_path / "out")
+    check = lake.AppendCheck(-1)  # one handle for the run, brought up to date commit by commit
+    for n in range(12):
+        _append(path, _wave(tmp_path, f"w{n}", [f"k{n}"]), n, check)
+    table = DeltaTable(path)
+    assert table.metadata().configuration["delta.checkpointInterval"] == "10"
+    assert list((tmp_path / "out" / "_delta_log").glob("*.checkpoint.parquet"))  # replay stays short
+    assert table.to_pyarrow_table().num_rows == 12 and check.checked_version == table.version()
+    table.alter.set_table_properties({"delta.checkpointInterval": "50"})
+    _append(path, _wave(tmp_path, "w12", ["k12"]), 12, check)
+    assert DeltaTable(path).metadata().configuration["delta.checkpointInterval"] == "50"

@@ -46,7 +46,17 @@ def test_the_digest_follows_the_source_snapshot_and_the_settings(tmp_path):
     assert lake.source_digest(v0, {"q": "a"}) == lake.source_digest(same, {"q": "a"})
     assert lake.source_digest(v0, {"q": "a"}) != lake.source_digest(v0, {"q": "b"})
     write_deltalake(src, pa.table({"id": [2], "text": ["y"]}), mode="append")
-    assert lake.source_digest(lake.open_snapshot(src, "auto", None), {"q": "a"}) != lake.source_digest(v0, {"q": "a"})
+    v1 = lake.open_snapshot(src, "auto", None)
+    assert lake.source_digest(v1, {"q": "a"}) != lake.source_digest(v0, {"q": "a"})
+    # commits that keep every row (a property, a compaction, a vacuum) leave the digest as it was
+    DeltaTable(src).alter.set_table_properties({"team.owner": "x"}, raise_if_not_exists=False)
+    DeltaTable(src).optimize.compact()
+    DeltaTable(src).vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+    later = lake.open_snapshot(src, "auto", None)
+    assert later.version == v1.version + 4 and later.files != v1.files
+    assert lake.source_digest(later, {"q": "a"}) == lake.source_digest(v1, {"q": "a"})
+    DeltaTable(src).update(updates={"text": "text"}, predicate="id = 1")  # rows rewritten: the run must plan
+    assert lake.source_digest(lake.open_snapshot(src, "auto", None), {"q": "a"}) != lake.source_digest(v1, {"q": "a"})
     parquet = tmp_path / "pq"
     parquet.mkdir()
     pa.parquet.write_table(pa.table({"id": [1], "text": ["x"]}), parquet / "a.parquet")
