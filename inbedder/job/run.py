@@ -83,6 +83,7 @@ class _Run:
     existing: lake.ExistingOutput | None
     report: RunReport
     started: float
+    gone_deleted: bool = False  # the keys that left the source went out with a wave's MERGE
 
     # --- the three ways a run starts -------------------------------------------------
 
@@ -262,6 +263,9 @@ class _Run:
         waves = plan.waves(names, config.output.wave_rows)
         append_check = lake.AppendCheck(plan.base_version)
         by_wave = _rows_by_wave(plan.todo, names, key, waves)
+        # keys that left the source are deleted by the last planned MERGE, which rewrites their files anyway
+        fold_into = (max((i for i, w in enumerate(waves) if not w.new_keys), default=None)
+                     if delta and config.output.mode == "sidecar" and plan.gone_rows else None)
         try:
             for index, wave in enumerate(waves):
                 t0 = time.perf_counter()
@@ -274,7 +278,10 @@ class _Run:
                 embed_seconds += t1 - t0
                 self._count(wave_files, wave.instructions)
                 if delta:
-                    self._commit_delta(wave_files, wave.new_keys, meta, attempt, wave_seq, append_check, stale)
+                    gone = _gone_keys(plan) if index == fold_into else None
+                    self._commit_delta(wave_files, wave.new_keys, meta, attempt, wave_seq, append_check, stale, gone)
+                    if gone is not None:
+                        report.rows_deleted, self.gone_deleted = len(gone), True
                     lake.remove_staging(config.output.path, f"{report.run_id}/{attempt}/wave-{wave_seq}")
                 else:
                     parquet_parts.append(wave_files.table())
@@ -294,8 +301,9 @@ class _Run:
         lake.remove_staging(config.output.path, f"{report.run_id}/{attempt}")
 
     def _commit_delta(self, wave: lake.StagedWave, new_keys: bool, meta: OutputMeta, attempt: str, wave_seq: int,
-                      append_check: lake.AppendCheck, stale: list[str]) -> None:
-        """A wave of new keys is appended (its staged files added to the log); any other is upserted by key."""
+                      append_check: lake.AppendCheck, stale: list[str], gone: pa.Array | None = None) -> None:
+        """A wave of new keys is appended (its staged files added to the log); any other is upserted by key
+        (and deletes the `gone` keys in the same transaction)."""
         config, report = self.config, self.report
         target = config.output.target_file_mb and config.output.target_file_mb * 2**20
         recorded = meta_with(meta, self.existing)
@@ -309,7 +317,8 @@ class _Run:
             version = lake.commit_delta_wave(config.output.path, data, config.input.key, recorded, report.run_id,
                                              wave_seq, update_columns=[c for c in data.column_names
                                                                        if c != config.input.key],
-                                             null_when_changed=stale, target_file_bytes=target, attempt=attempt)
+                                             null_when_changed=stale, target_file_bytes=target, attempt=attempt,
+                                             gone=gone)
         report.output_version = version if version is not None else report.output_version
 
     def _count(self, wave: lake.StagedWave, instructions: tuple[str, ...]) -> None:
@@ -347,10 +356,8 @@ class _Run:
             c.skipped = report.rows_read - c.embedded - c.failed
         t_commit = time.perf_counter()
         if config.output.format == "delta":
-            if config.output.mode == "sidecar" and plan.gone_rows:
-                # keys that left the source, found by the plan's join; only those reach the driver, never all keys
-                gone = plan.todo.where("_gone").select("_k").toArrow().column("_k")
-                report.rows_deleted = lake.delete_keys(config.output.path, key, gone, report.run_id)
+            if config.output.mode == "sidecar" and plan.gone_rows and not self.gone_deleted:
+                report.rows_deleted = lake.delete_keys(config.output.path, key, _gone_keys(plan), report.run_id)
             if report.waves == 0 and existing is not None:
                 lake.set_output_meta(config.output.path, meta_with(meta, existing),
                                      config.output.target_file_mb and config.output.target_file_mb * 2**20)
@@ -364,6 +371,11 @@ class _Run:
         report.seconds["commit"] += time.perf_counter() - t_commit
         df.unpersist()
         plan.todo.unpersist()
+
+
+def _gone_keys(plan: Plan) -> pa.Array:
+    """The keys that left the source, found by the plan's join: only those reach the driver, never all keys."""
+    return plan.todo.where("_gone").select("_k").toArrow().column("_k")
 
 
 def _rows_by_wave(todo, names: list[str], key: str, waves: list[Wave]):

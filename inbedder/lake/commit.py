@@ -49,8 +49,12 @@ def delta_transaction_version(path: str, run_id: str) -> int:
 
 def commit_delta_wave(path: str, data: pa.Table, key: str, meta: OutputMeta, run_id: str, wave: int,
                       *, update_columns: list[str], null_when_changed: list[str] | None = None,
-                      target_file_bytes: int | None = None, attempt: str = "") -> int | None:
+                      target_file_bytes: int | None = None, attempt: str = "",
+                      gone: pa.Array | None = None) -> int | None:
     """Upsert one wave by key in one Delta transaction; a wave already committed is skipped.
+
+    `gone`: keys that left the source, deleted in the same MERGE. Each MERGE rewrites every file that
+    holds one of its keys, so one MERGE for both rewrites those files once instead of twice.
 
     Rows whose text changed also lose the vectors of instructions this run did not
     compute (`null_when_changed`), so no vector outlives the text it was made from.
@@ -64,7 +68,7 @@ def commit_delta_wave(path: str, data: pa.Table, key: str, meta: OutputMeta, run
     for try_no in range(tries):
         try:
             return _commit_delta_wave_once(path, data, key, meta, run_id, wave, update_columns, null_when_changed,
-                                           target_file_bytes, attempt)
+                                           target_file_bytes, attempt, gone)
         except (CommitFailedError, DeltaError) as exc:
             # another writer committed first: re-read the table and try again (the upsert is idempotent)
             if try_no == tries - 1 or not _is_conflict(exc):
@@ -80,7 +84,7 @@ def _is_conflict(exc: Exception) -> bool:
 
 def _commit_delta_wave_once(path: str, data: pa.Table, key: str, meta: OutputMeta, run_id: str, wave: int,
                             update_columns: list[str], null_when_changed: list[str] | None,
-                            target_file_bytes: int | None, attempt: str) -> int | None:
+                            target_file_bytes: int | None, attempt: str, gone: pa.Array | None = None) -> int | None:
     from deltalake import CommitProperties, DeltaTable, write_deltalake
 
     if delta_transaction_version(path, run_id) >= wave:
@@ -97,8 +101,13 @@ def _commit_delta_wave_once(path: str, data: pa.Table, key: str, meta: OutputMet
         return DeltaTable(path).version()
     set_output_meta(path, meta, target_file_bytes)
     table = add_missing_columns(path, data.schema)
+    deleting = gone is not None and len(gone) > 0
+    if deleting:
+        data = _with_gone_keys(data, key, gone)
     merge = table.merge(source=data, predicate=f"t.{quote(key)} = s.{quote(key)}", source_alias="s",
                         target_alias="t", commit_properties=props)
+    if deleting:  # clauses apply in order: a gone key's row is deleted and meets no later clause
+        merge = merge.when_matched_delete(predicate=f"s.{quote(_GONE)}")
     present = set(pa.schema(table.schema().to_arrow()).names)
     updates = {quote(c): f"s.{quote(c)}" for c in update_columns}
     updates |= {quote(c): "NULL" for c in clusters_made_stale_by(update_columns) if c in present}
@@ -106,9 +115,25 @@ def _commit_delta_wave_once(path: str, data: pa.Table, key: str, meta: OutputMet
     if stale:
         changed = f"t.{quote(KEY_HASH)} IS DISTINCT FROM s.{quote(KEY_HASH)}"
         merge = merge.when_matched_update(updates=updates | {quote(c): "NULL" for c in stale}, predicate=changed)
-    merge = merge.when_matched_update(updates=updates).when_not_matched_insert_all()
+    merge = merge.when_matched_update(updates=updates)
+    if deleting:
+        merge = merge.when_not_matched_insert_all(predicate=f"NOT s.{quote(_GONE)}", except_cols=[_GONE])
+    else:
+        merge = merge.when_not_matched_insert_all()
     merge.execute()
     return DeltaTable(path).version()
+
+
+_GONE = "_inbedder_gone"  # a MERGE source's flag: this key left the source, delete its row
+
+
+def _with_gone_keys(data: pa.Table, key: str, gone: pa.Array) -> pa.Table:
+    """The wave's rows, then one row per gone key (every other column NULL), flagged for deletion."""
+    gone = gone.cast(data.schema.field(key).type)
+    rows = data.append_column(_GONE, pa.array([False] * data.num_rows, pa.bool_()))
+    deletions = pa.table({f.name: gone if f.name == key else pa.array([True] * len(gone)) if f.name == _GONE
+                          else pa.nulls(len(gone), f.type) for f in rows.schema}, schema=rows.schema)
+    return pa.concat_tables([rows, deletions])
 
 
 # Delta operations that never add a key to a table: another writer's commit of these kinds since the run read

@@ -118,6 +118,8 @@ def test_rerun_embeds_nothing_and_changed_rows_are_reembedded(cluster, tmp_path,
     assert third.rows_embedded == 5 and third.rows_deleted == 1 and out.num_rows == 242
     # the changed keys went through a MERGE, the new ones were appended
     assert third.waves == 2 and third.waves_appended == 1
+    log = DeltaTable(str(tmp_path / "out")).history(limit=DeltaTable(str(tmp_path / "out")).version() - version)
+    assert [c["operation"] for c in log].count("MERGE") == 1  # the deleted key went out with the changed rows
     fresh = out.filter(pc.is_in(out.column("id"), added.column("id"))).sort_by("id")
     np.testing.assert_allclose(vectors(fresh, "intent_embedding"),
                                expected_vectors(tiny_dirs["llama"], added.column("text").to_pylist(),

@@ -30,6 +30,23 @@ def test_new_instruction_column_with_a_changed_text_nulls_only_that_rows_old_vec
     assert rows["c"]["A_embedding"] is None and rows["c"]["B_embedding"] == 7.0
 
 
+def test_keys_that_left_the_source_go_out_in_the_waves_merge_and_are_never_inserted(tmp_path):
+    path = str(tmp_path / "out")
+    first = pa.table({"id": ["a", "b", "c", "d"], KEY_HASH: ["h1", "h2", "h3", "h4"],
+                      "A_embedding": [1.0, 2.0, 3.0, 4.0]})
+    lake.commit_delta_wave(path, first, "id", _meta("A"), "r", 0, update_columns=first.column_names[1:])
+    before = DeltaTable(path).version()
+    wave = pa.table({"id": ["b", "e"], KEY_HASH: ["hB", "h5"], "A_embedding": [20.0, 5.0]})
+    lake.commit_delta_wave(path, wave, "id", _meta("A"), "r", 1, update_columns=wave.column_names[1:],
+                           gone=pa.array(["c", "d", "zz"]))  # zz: already gone, must not come back as a row
+    table = DeltaTable(path)
+    rows = {r["id"]: r for r in table.to_pyarrow_table().to_pylist()}
+    assert sorted(rows) == ["a", "b", "e"] and "_inbedder_gone" not in table.schema().to_arrow().names
+    assert rows["b"]["A_embedding"] == 20.0 and rows["b"][KEY_HASH] == "hB" and rows["a"]["A_embedding"] == 1.0
+    merges = [c for c in table.history(limit=table.version() - before) if c["operation"] == "MERGE"]
+    assert len(merges) == 1 and merges[0]["operationMetrics"]["num_target_rows_deleted"] == 2  # one rewrite
+
+
 def test_writing_new_vectors_clears_that_instructions_cluster_labels(tmp_path):
     path = str(tmp_path / "out")
     first = pa.table({"id": ["a", "b"], KEY_HASH: ["h1", "h2"], "A_embedding": [1.0, 2.0],
