@@ -93,18 +93,19 @@ class _Run:
         existing, report = self.existing, self.report
         if existing is None or existing.meta is None or existing.format != "delta":
             return False
-        rows = lake.unchanged_rows(self.config.output.path, self.digest(existing.meta.fingerprint))
-        if rows is None:
+        state = lake.unchanged_state(self.config.output.path, self.digest(existing.meta.fingerprint))
+        if state is None:
             return False
         check_existing(existing, existing.meta, self.config)
         report.model, report.fingerprint = existing.meta.model, existing.meta.fingerprint
-        report.rows_read = rows
+        report.rows_read, report.rows_failed, rows = state.rows, state.failed, state.rows
         report.instructions = {n: InstructionCounts(skipped=rows) for n in self.config.instructions}
         report.output_version = existing.version
         report.seconds["start_up"] = time.perf_counter() - self.started
         lake.sweep_staging(self.config.output.path)
         log.info("nothing to embed: the source and the settings are those of the output's last run "
-                 "(no Spark read; no replica was started)")
+                 "(no Spark read; no replica was started)%s",
+                 f"; {state.failed} of its rows failed then (their errors are in the output)" if state.failed else "")
         return True
 
     def digest(self, fingerprint: str) -> str:
@@ -362,7 +363,7 @@ class _Run:
                 lake.set_output_meta(config.output.path, meta_with(meta, existing),
                                      config.output.target_file_mb and config.output.target_file_mb * 2**20)
             lake.record_source_state(config.output.path, lake.SourceState(self.digest(meta.fingerprint),
-                                                                          report.rows_read))
+                                                                          report.rows_read, report.rows_failed))
             report.output_version = lake.delta_version(config.output.path)
         else:  # Parquet output is rewritten whole at each run (no log to commit to): the source keys are needed
             keys = df.select(F.col(quote(key))).toArrow().column(key)

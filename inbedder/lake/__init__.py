@@ -13,7 +13,7 @@ from inbedder.lake.commit import (AppendCheck, add_status_columns, clear_columns
                                   commit_delta_wave, commit_parquet_output, delete_keys, delta_transaction_version,
                                   set_output_meta, write_cluster_labels, write_parquet_output)
 from inbedder.lake.compaction import Compaction, compact
-from inbedder.lake.freshness import SourceState, record_source_state, source_digest, unchanged_rows
+from inbedder.lake.freshness import SourceState, record_source_state, source_digest, unchanged_state
 from inbedder.lake.meta import (ExistingOutput, OutputMeta, delta_version, existing_output, output_files,
                                 require_same_model, table_schema)
 from inbedder.lake.paths import is_remote, local_path, spark_uri
@@ -30,6 +30,6 @@ __all__ = [
     "delta_transaction_version", "delta_version", "embedding_column", "existing_output", "is_remote", "local_path",
     "open_dataset", "open_output", "open_snapshot", "output_files", "quote", "record_source_state",
     "remove_staging", "require_same_model", "set_output_meta", "source_digest", "spark_uri", "staging_dir",
-    "status_column", "sweep_staging", "table_format", "table_schema", "unchanged_rows", "unreadable_file_reason",
+    "status_column", "sweep_staging", "table_format", "table_schema", "unchanged_state", "unreadable_file_reason",
     "vector_columns", "write_cluster_labels", "write_parquet_output", "write_staged_files",
 ]

@@ -28,11 +28,23 @@ _LOOK_BACK = 100  # commits read back from the newest to find the record
 
 @dataclass(frozen=True)
 class SourceState:
+    """What the output's last run read (`digest`), how many rows, and how many of them failed to embed: a
+    re-run of the same source reports those failures again (they are deterministic), so a run over
+    `max_error_rate` does not turn into a success by being run twice."""
+
     digest: str
     rows: int
+    failed: int = 0
 
     def to_property(self) -> str:
-        return f"{self.digest}:{self.rows}"
+        return f"{self.digest}:{self.rows}:{self.failed}"
+
+    @classmethod
+    def from_property(cls, text: str) -> SourceState | None:
+        parts = text.split(":")
+        if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts[1:]):  # 2: written before `failed`
+            return None
+        return cls(parts[0], *(int(p) for p in parts[1:]))
 
 
 def snapshot_identity(snapshot: Snapshot) -> dict:
@@ -71,17 +83,16 @@ def record_source_state(path: str, state: SourceState) -> None:
                                                                                          _OPERATION}))
 
 
-def unchanged_rows(path: str, digest: str) -> int | None:
-    """The recorded row count when the output holds exactly what `digest` describes; None when the run
+def unchanged_state(path: str, digest: str) -> SourceState | None:
+    """The recorded state when the output holds exactly what `digest` describes; None when the run
     must plan (nothing recorded, another digest, or a commit since then that may have changed rows)."""
     from deltalake import DeltaTable
 
     table = DeltaTable(path)
-    recorded = dict(table.metadata().configuration).get(SOURCE_STATE, "")
-    if not recorded.startswith(digest + ":"):
+    state = SourceState.from_property(dict(table.metadata().configuration).get(SOURCE_STATE, ""))
+    if state is None or state.digest != digest:
         return None
-    state = SourceState(digest, int(recorded.rsplit(":", 1)[1]))
-    return state.rows if _recorded_rows(table, state) else None
+    return state if _recorded_rows(table, state) else None
 
 
 def rows_version(path: str, version: int | None) -> int | None:

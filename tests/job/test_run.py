@@ -196,7 +196,8 @@ def test_merge_into_source_keeps_every_row_and_column(cluster, tmp_path, delta_s
     assert after.column("intent_embedding").null_count == 0
 
 
-def test_row_errors_are_recorded_and_max_error_rate_fails_the_run(cluster, tmp_path, sample_rows, tiny_dirs):
+def test_row_errors_are_recorded_and_max_error_rate_fails_the_run(cluster, tmp_path, sample_rows, tiny_dirs,
+                                                                   monkeypatch):
     texts = sample_rows.column("text").to_pylist()[:20]
     texts[3], texts[7] = None, "   "
     src = tmp_path / "bad.parquet"
@@ -207,8 +208,15 @@ def test_row_errors_are_recorded_and_max_error_rate_fails_the_run(cluster, tmp_p
     assert "null" in errors["r3"] and "empty" in errors["r7"] and errors["r4"] is None
     assert report.rows_failed == 2 and report.rows_embedded == 18
     assert out.filter(pc.field("id") == "r3").column("intent_embedding").null_count == 1
+    import inbedder.job.run
+
+    failing = config_for(src, tmp_path / "out2", tiny_dirs["llama"], max_error_rate=0.05)
     with pytest.raises(JobError, match="over max_error_rate"):
-        run_job(config_for(src, tmp_path / "out2", tiny_dirs["llama"], max_error_rate=0.05))
+        run_job(failing)
+    # the same run again has nothing to embed (no replica starts), and fails as the first did: it is no success
+    with monkeypatch.context() as patch, pytest.raises(JobError, match="2 of 20 rows failed"):
+        patch.setattr(inbedder.job.run, "start_pool", lambda *a, **k: pytest.fail("a replica started for a no-op run"))
+        run_job(failing)
 
 
 @pytest.mark.parametrize(

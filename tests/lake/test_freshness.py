@@ -20,9 +20,9 @@ def _output(tmp_path) -> str:
 
 def test_the_record_holds_until_a_commit_may_have_changed_rows(tmp_path):
     path = _output(tmp_path)
-    assert lake.unchanged_rows(path, "d1") is None  # nothing recorded yet
+    assert lake.unchanged_state(path, "d1") is None  # nothing recorded yet
     lake.record_source_state(path, SourceState("d1", 3))
-    assert lake.unchanged_rows(path, "d1") == 3 and lake.unchanged_rows(path, "d2") is None
+    assert lake.unchanged_state(path, "d1") == SourceState("d1", 3) and lake.unchanged_state(path, "d2") is None
     version = DeltaTable(path).version()
     lake.record_source_state(path, SourceState("d1", 3))
     assert DeltaTable(path).version() == version  # recording the same state again commits nothing
@@ -31,11 +31,11 @@ def test_the_record_holds_until_a_commit_may_have_changed_rows(tmp_path):
     lake.set_output_meta(path, OutputMeta("m", "f", "t", 1, "id", {"q": "q?"}), target_file_bytes=2**20)
     lake.write_cluster_labels(path, "id", pa.array(["a"]), pa.array(["h1"]), "q_cluster", pa.array([0], pa.int32()),
                               "cluster q k=2")
-    assert lake.unchanged_rows(path, "d1") == 3
+    assert lake.unchanged_state(path, "d1") == SourceState("d1", 3)
     DeltaTable(path).delete("id = 'b'")  # someone removed a row: the next run must plan
-    assert lake.unchanged_rows(path, "d1") is None
+    assert lake.unchanged_state(path, "d1") is None
     lake.record_source_state(path, SourceState("d1", 3))  # a run that re-embedded it records again
-    assert lake.unchanged_rows(path, "d1") == 3
+    assert lake.unchanged_state(path, "d1") == SourceState("d1", 3)
 
 
 def test_the_digest_follows_the_source_snapshot_and_the_settings(tmp_path):
@@ -64,3 +64,11 @@ def test_the_digest_follows_the_source_snapshot_and_the_settings(tmp_path):
     pa.parquet.write_table(pa.table({"id": [1], "text": ["changed"]}), parquet / "a.parquet")
     assert isinstance(lake.open_snapshot(str(parquet), "auto", None), Snapshot)
     assert lake.source_digest(lake.open_snapshot(str(parquet), "auto", None), {}) != before  # size or time moved
+
+
+def test_the_record_keeps_the_failed_rows_and_reads_a_record_written_before_it_had_them(tmp_path):
+    path = _output(tmp_path)
+    lake.record_source_state(path, SourceState("d1", 3, failed=2))
+    assert lake.unchanged_state(path, "d1") == SourceState("d1", 3, 2)
+    assert SourceState.from_property("d1:3")  # an older writer's record == SourceState("d1", 3, 0)
+    assert SourceState.from_property("garbage") is None and SourceState.from_property("d1:x:1") is None
