@@ -2,7 +2,8 @@
 
 For each size (default 100k, 300k and 1M rows) a Delta source of short generated
 requests is embedded with a tiny random LLaMA (2 layers, hidden 64, the default
-model's tokenizer; built here) into a Delta sidecar output, one question. Per
+model's tokenizer; built here), one single-threaded replica per core, into a Delta
+sidecar output, one question. Per
 size, each run in a fresh driver process (as `inbedder embed` runs):
 
 1. the first run: wall seconds, seconds per stage, the first and the last wave's
@@ -165,13 +166,17 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="inbedder-bench-scale-"))
     model_dir = tiny_model(work / "tiny-llama")
-    results: dict = {"machine": machine_record(), "wave_rows": args.wave_rows, "sizes": {}}
+    results: dict = {"machine": machine_record(), "wave_rows": args.wave_rows,
+                     "replicas": os.cpu_count() or 1, "threads_per_replica": 1, "sizes": {}}
     for n in sorted(args.sizes):
         src, out = work / f"src_{n}", work / f"out_{n}"
         make_source(src, n)
         base = {"input.path": str(src), "input.key": "id", "input.text": "text", "instructions": {"q": QUESTION},
                 "output.path": str(out), "model.name": str(model_dir), "progress": False,
-                "output.wave_rows": args.wave_rows, "ray.batch_rows": 512}
+                "output.wave_rows": args.wave_rows, "ray.batch_rows": 512,
+                # a 2-layer model's cost per row is tokenizing and Python, which one replica's threads don't
+                # share: one single-threaded replica per core (the setting the README gives small models)
+                "ray.replicas": os.cpu_count() or 1, "model.threads_per_replica": 1}
         first = run(base)
         noop = run(base)
         compact_source(src)

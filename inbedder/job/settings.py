@@ -77,8 +77,8 @@ class SparkSettings(_Strict):
 
 class RaySettings(_Strict):
     address: str = Field(default="local", description="local (start one on 127.0.0.1), auto, or ray://host:port")
-    replicas: int | None = Field(default=None, ge=1, description="default: one per GPU; without GPUs, one "
-                                     "single-threaded replica per CPU (each holds a copy of the model)")
+    replicas: int | None = Field(default=None, ge=1, description="default: one per GPU, else 1 (using every core; for "
+                                     "small models on CPU, one per core with model.threads_per_replica 1)")
     gpus_per_replica: float = Field(default=-1, description="-1: 1 when the cluster has GPUs, else 0")
     cpus_per_replica: float = Field(default=0.5, gt=0)
     max_in_flight: int = Field(default=2, ge=1, description="requests in flight per Spark task (backpressure)")

@@ -82,6 +82,13 @@ def result_batch(chunk: pa.RecordBatch, result: dict, questions: dict[str, str],
     return pa.record_batch([columns[f.name] for f in schema], schema=schema)
 
 
+def request_rows(batch_rows: int, wave_rows: int, replicas: int) -> int:
+    """Rows per request: `batch_rows`, or fewer when a wave is too small to give every replica two requests
+    (a single-threaded CPU replica works on one request at a time; 200 rows in one request left the other
+    replica idle and took twice as long)."""
+    return max(1, min(batch_rows, math.ceil(wave_rows / (2 * max(1, replicas)))))
+
+
 def run_wave(spark, config: JobConfig, part, expected_rows: int, schema: pa.Schema, chosen: tuple[str, ...],
              handle: PoolHandle, staged: str, counters: WaveCounters) -> StagedWave:
     """One wave through the replicas into Parquet files the executors write under `staged`; the driver
@@ -97,7 +104,7 @@ def run_wave(spark, config: JobConfig, part, expected_rows: int, schema: pa.Sche
     keep = list(dict.fromkeys([key, KEY_HASH, text_col, *config.input.passthrough]))
     inner_in = [f"_c{i}" for i in range(len(keep))]
     partitions = max(1, math.ceil(expected_rows / config.spark.rows_per_partition))
-    batch_rows = config.ray.batch_rows
+    batch_rows = request_rows(config.ray.batch_rows, expected_rows, len(handle.actor_names))
     target_bytes = (config.output.target_file_mb or DEFAULT_FILE_MB) * 2**20
 
     def embed_fn(batches):
