@@ -105,7 +105,8 @@ def _commit_delta_wave_once(path: str, data: pa.Table, key: str, meta: OutputMet
     if deleting:
         data = _with_gone_keys(data, key, gone)
     merge = table.merge(source=data, predicate=f"t.{quote(key)} = s.{quote(key)}", source_alias="s",
-                        target_alias="t", commit_properties=props)
+                        target_alias="t", commit_properties=props,
+                        streamed_exec=not source_range_skips_files(table, key, data.column(key)))
     if deleting:  # clauses apply in order: a gone key's row is deleted and meets no later clause
         merge = merge.when_matched_delete(predicate=f"s.{quote(_GONE)}")
     present = set(pa.schema(table.schema().to_arrow()).names)
@@ -125,6 +126,32 @@ def _commit_delta_wave_once(path: str, data: pa.Table, key: str, meta: OutputMet
 
 
 _GONE = "_inbedder_gone"  # a MERGE source's flag: this key left the source, delete its row
+_SKIP_SHARE = 0.5  # a MERGE source whose key range meets fewer of the output's files than this is materialized
+
+
+def source_range_skips_files(table, key: str, keys: pa.ChunkedArray) -> bool:
+    """Does the MERGE source's key range meet few of the output's files (by their min/max statistics)?
+
+    delta-rs skips the target files outside the source's key range only when the source is materialized;
+    streamed, it scans them all. Measured on 1M rows in 50 files: 10,000 keys of one key range 0.06 s
+    materialized vs 0.51 s streamed; 10,000 keys spread over every file 1.75 vs 1.29 s. Only speed depends
+    on this: delta-rs's own pruning decides which files the MERGE rewrites."""
+    import pyarrow.compute as pc
+
+    files = pa.table(table.get_add_actions(flatten=True))
+    low, high = f"min.{key}", f"max.{key}"
+    if files.num_rows == 0 or low not in files.column_names or high not in files.column_names:
+        return False
+    bounds = pc.min_max(keys)
+    if not bounds["min"].is_valid:
+        return False
+    try:
+        lows, highs = files.column(low).cast(keys.type), files.column(high).cast(keys.type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # statistics the keys can't be compared with
+        return False
+    outside = pc.or_kleene(pc.less(highs, bounds["min"]), pc.greater(lows, bounds["max"]))
+    touched = files.num_rows - pc.sum(pc.fill_null(outside, False)).as_py()
+    return touched < _SKIP_SHARE * files.num_rows
 
 
 def _with_gone_keys(data: pa.Table, key: str, gone: pa.Array) -> pa.Table:

@@ -182,3 +182,27 @@ def test_appends_checkpoint_every_ten_commits_unless_the_table_chose_an_interval
     table.alter.set_table_properties({"delta.checkpointInterval": "50"})
     _append(path, _wave(tmp_path, "w12", ["k12"]), 12, check)
     assert DeltaTable(path).metadata().configuration["delta.checkpointInterval"] == "50"
+
+
+def test_a_merge_source_is_materialized_only_when_its_key_range_meets_few_of_the_outputs_files(tmp_path):
+    from inbedder.lake.commit import source_range_skips_files
+
+    path = str(tmp_path / "out")
+    for wave in range(10):  # ten files: keys 0-99, 100-199, ...
+        keys = list(range(wave * 100, wave * 100 + 100))
+        rows = pa.table({"id": pa.array(keys, pa.int64()), KEY_HASH: [f"h{k}" for k in keys],
+                         "A_embedding": [float(k) for k in keys]})
+        lake.commit_delta_wave(path, rows, "id", _meta("A"), "r", wave, update_columns=rows.column_names[1:])
+    table = DeltaTable(path)
+    assert source_range_skips_files(table, "id", pa.chunked_array([pa.array([510, 520, 590], pa.int64())]))
+    assert not source_range_skips_files(table, "id", pa.chunked_array([pa.array([5, 990], pa.int64())]))
+    assert not source_range_skips_files(table, "id", pa.chunked_array([pa.array([None], pa.int64())]))
+    # the materialized MERGE rewrites the one file that holds the keys, and every other row stays as it was
+    update = pa.table({"id": pa.array([510, 520], pa.int64()), KEY_HASH: ["x", "y"], "A_embedding": [-1.0, -2.0]})
+    before = table.version()
+    lake.commit_delta_wave(path, update, "id", _meta("A"), "r", 10, update_columns=update.column_names[1:])
+    table = DeltaTable(path)
+    (merge,) = [c for c in table.history(limit=table.version() - before) if c["operation"] == "MERGE"]
+    assert merge["operationMetrics"]["num_target_files_removed"] == 1
+    values = dict(zip(*table.to_pyarrow_table(columns=["id", "A_embedding"]).to_pydict().values()))
+    assert len(values) == 1000 and values[510] == -1.0 and values[520] == -2.0 and values[511] == 511.0
