@@ -319,7 +319,7 @@ class _Run:
                                              wave_seq, update_columns=[c for c in data.column_names
                                                                        if c != config.input.key],
                                              null_when_changed=stale, target_file_bytes=target, attempt=attempt,
-                                             gone=gone)
+                                             gone=gone, check=append_check)
         report.output_version = version if version is not None else report.output_version
 
     def _count(self, wave: lake.StagedWave, instructions: tuple[str, ...]) -> None:

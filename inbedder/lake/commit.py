@@ -50,7 +50,7 @@ def delta_transaction_version(path: str, run_id: str) -> int:
 def commit_delta_wave(path: str, data: pa.Table, key: str, meta: OutputMeta, run_id: str, wave: int,
                       *, update_columns: list[str], null_when_changed: list[str] | None = None,
                       target_file_bytes: int | None = None, attempt: str = "",
-                      gone: pa.Array | None = None) -> int | None:
+                      gone: pa.Array | None = None, check: AppendCheck | None = None) -> int | None:
     """Upsert one wave by key in one Delta transaction; a wave already committed is skipped.
 
     `gone`: keys that left the source, deleted in the same MERGE. Each MERGE rewrites every file that
@@ -59,8 +59,9 @@ def commit_delta_wave(path: str, data: pa.Table, key: str, meta: OutputMeta, run
     Rows whose text changed also lose the vectors of instructions this run did not
     compute (`null_when_changed`), so no vector outlives the text it was made from.
     `target_file_bytes` sets the table's `delta.targetFileSize`, which delta-rs's
-    writes, merges and OPTIMIZE cut files by. Returns the new table version, or
-    None when this (run, wave) was committed before.
+    writes, merges and OPTIMIZE cut files by. `check`: the run's handle on the
+    output, brought up to date instead of opening the table anew. Returns the new
+    table version, or None when this (run, wave) was committed before.
     """
     from deltalake.exceptions import CommitFailedError, DeltaError
 
@@ -68,7 +69,7 @@ def commit_delta_wave(path: str, data: pa.Table, key: str, meta: OutputMeta, run
     for try_no in range(tries):
         try:
             return _commit_delta_wave_once(path, data, key, meta, run_id, wave, update_columns, null_when_changed,
-                                           target_file_bytes, attempt, gone)
+                                           target_file_bytes, attempt, gone, check)
         except (CommitFailedError, DeltaError) as exc:
             # another writer committed first: re-read the table and try again (the upsert is idempotent)
             if try_no == tries - 1 or not _is_conflict(exc):
@@ -84,11 +85,13 @@ def _is_conflict(exc: Exception) -> bool:
 
 def _commit_delta_wave_once(path: str, data: pa.Table, key: str, meta: OutputMeta, run_id: str, wave: int,
                             update_columns: list[str], null_when_changed: list[str] | None,
-                            target_file_bytes: int | None, attempt: str, gone: pa.Array | None = None) -> int | None:
+                            target_file_bytes: int | None, attempt: str, gone: pa.Array | None = None,
+                            check: AppendCheck | None = None) -> int | None:
     from deltalake import CommitProperties, DeltaTable, write_deltalake
 
-    if delta_transaction_version(path, run_id) >= wave:
-        return None
+    def opened():
+        return check.table(path) if check is not None else DeltaTable(path)
+
     props = CommitProperties(app_transactions=[_transaction(run_id, wave)],
                              custom_metadata={"inbedder.run_id": run_id, "inbedder.writer": attempt,
                                               "inbedder.wave": str(wave)})
@@ -98,9 +101,13 @@ def _commit_delta_wave_once(path: str, data: pa.Table, key: str, meta: OutputMet
         write_deltalake(path, data, mode="error", description=meta.to_description(), commit_properties=props,
                         configuration=_file_size_property(target_file_bytes))
         set_output_meta(path, meta)
-        return DeltaTable(path).version()
-    set_output_meta(path, meta, target_file_bytes)
-    table = add_missing_columns(path, data.schema)
+        return opened().version()
+    table = opened()
+    done = table.transaction_version(app_id(run_id))
+    if done is not None and done >= wave:
+        return None
+    set_output_meta(path, meta, target_file_bytes, table=table)
+    table = add_missing_columns(path, data.schema, table=table)
     deleting = gone is not None and len(gone) > 0
     if deleting:
         data = _with_gone_keys(data, key, gone)
@@ -122,7 +129,7 @@ def _commit_delta_wave_once(path: str, data: pa.Table, key: str, meta: OutputMet
     else:
         merge = merge.when_not_matched_insert_all()
     merge.execute()
-    return DeltaTable(path).version()
+    return opened().version()
 
 
 _GONE = "_inbedder_gone"  # a MERGE source's flag: this key left the source, delete its row
@@ -247,7 +254,7 @@ def commit_delta_append(path: str, wave: StagedWave, key: str, meta: OutputMeta,
     rows = wave.table() if moved is None else StagedWave(tuple(f for _, f in moved), wave.schema).table()
     version = commit_delta_wave(path, rows, key, meta, run_id, wave_no, update_columns=[
         c for c in rows.column_names if c != key], null_when_changed=null_when_changed,
-        target_file_bytes=target_file_bytes, attempt=attempt)
+        target_file_bytes=target_file_bytes, attempt=attempt, check=check)
     _remove_moved(path, moved)
     return version, "merge"
 
