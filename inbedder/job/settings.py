@@ -82,7 +82,8 @@ class RaySettings(_Strict):
     gpus_per_replica: float = Field(default=-1, description="-1: 1 when the cluster has GPUs, else 0")
     cpus_per_replica: float = Field(default=0.5, gt=0)
     max_in_flight: int = Field(default=2, ge=1, description="requests in flight per Spark task (backpressure)")
-    batch_rows: int = Field(default=512, ge=1, description="rows per request to a replica")
+    batch_rows: int = Field(default=512, ge=1, description="rows per request to a replica (at most: a "
+                            "small wave is cut finer, so that every replica gets two requests)")
     object_store_mb: int = Field(default=512, ge=64)
     max_retries: int = Field(default=3, ge=0, description="times a request is retried after a replica dies")
     restart_wait_s: float = Field(default=600.0, gt=0, description="how long a request waits for a restarting "
