@@ -4,11 +4,15 @@
 (reads), `cluster` + `local_cluster` (the compute a run starts), `replicas`
 (the Ray actors), `waves` (one wave through the replicas), `run` (the steps in
 order), `report`, and `entry` (the exit-code contract of the entry points).
+Names load with their module on first use (`inbedder.exports`): a Spark worker
+running a wave imports `waves` and `replicas`, not the driver's `run`.
 """
 
-from inbedder.errors import ConfigError, JobError
-from inbedder.job.report import InstructionCounts, RunReport
-from inbedder.job.run import run_job
-from inbedder.job.settings import JobConfig, load_config
+from inbedder.exports import lazy_exports
 
-__all__ = ["ConfigError", "InstructionCounts", "JobConfig", "JobError", "RunReport", "load_config", "run_job"]
+__all__, __getattr__ = lazy_exports(__name__, {
+    "inbedder.errors": ("ConfigError", "JobError"),
+    "report": ("InstructionCounts", "RunReport"),
+    "run": ("run_job",),
+    "settings": ("JobConfig", "load_config"),
+})

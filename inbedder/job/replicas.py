@@ -13,8 +13,10 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from inbedder.job.settings import JobConfig, ModelSettings, RaySettings
+if TYPE_CHECKING:  # a Spark worker reaching the pool needs no settings (pydantic models take time to build)
+    from inbedder.job.settings import JobConfig, ModelSettings, RaySettings
 
 NAMESPACE = "inbedder"
 

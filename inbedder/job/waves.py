@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
 from inbedder.job.replicas import PoolClient, PoolHandle
-from inbedder.job.settings import JobConfig
 from inbedder.lake import (ERROR, KEY_HASH, StagedFile, StagedWave, answer_column, embedding_column, quote,
                            status_column, write_staged_files)
+
+if TYPE_CHECKING:  # the workers that run a wave never read the settings
+    from inbedder.job.settings import JobConfig
 
 DEFAULT_FILE_MB = 128  # an executor's staged file is cut at this size when output.target_file_mb is not set
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from inbedder.lake.columns import ERROR, STAGING
@@ -157,6 +156,8 @@ class StagedWave:
     def table(self) -> pa.Table:
         if not self.files:
             return self.schema.empty_table()
+        import pyarrow.dataset as ds  # driver only: it imports pandas, which a worker staging files never needs
+
         return ds.dataset([f.path for f in self.files], schema=self.schema, format="parquet").to_table()
 
 
