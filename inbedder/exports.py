@@ -3,7 +3,7 @@
 A Spark Python worker unpickles the job's per-partition function, which imports
 `inbedder.job.waves` and `inbedder.lake.staging`; Python runs each package's
 `__init__` first. Eager package imports made every new worker load the commit
-path (deltalake helpers, pyarrow.dataset's pandas, pyspark.sql.functions) before
+path, the driver's run module and the pydantic settings (0.77 s; pyarrow.dataset alone pulls pandas) before
 its first row, and the first wave of every run waits for that worker.
 """
 
