@@ -370,6 +370,22 @@ def train(config_file, overrides, resume) -> None:
 
 
 @main.command()
+@click.option("--adapter", "adapters", multiple=True, required=True, type=click.Path(exists=True, file_okay=False),
+              help="A LoRA adapter folder (`inbedder train` output); give two or more.")
+@click.option("--weight", "weights", multiple=True, type=float,
+              help="One per --adapter, in order, summing to 1 (default: equal weights).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write the blend to.")
+def soup(adapters, weights, out) -> None:
+    """Blend LoRA adapters trained from one start: the weighted mean of their weight updates."""
+    require_extra("train", "safetensors")
+    from inbedder.training.soup import average_adapters
+
+    weights = list(weights) or [1 / len(adapters)] * len(adapters)
+    folder = average_adapters([Path(a) for a in adapters], weights, Path(out))
+    click.echo(f"adapter written to {folder}; use it with --adapter {folder}")
+
+
+@main.command()
 @_model_options
 def info(model) -> None:
     """Print the model's identity: name, fingerprint, template, dimension."""

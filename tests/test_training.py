@@ -468,3 +468,49 @@ def test_a_run_starts_from_an_earlier_runs_weights_and_refuses_ungrouped_data(ti
     with pytest.raises(TrainingError, match="another method"):
         train(_config(tiny_dirs, rows_file, tmp_path / "fourth", method="top_layers",
                       init_from=str(tmp_path / "first")))
+
+
+def test_a_soup_of_two_adapters_merges_to_the_mean_of_their_updates(tiny_dirs, rows_file, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from inbedder.engine.loading import merge_plain_lora
+    from inbedder.training import average_adapters
+
+    first = train(_config(tiny_dirs, rows_file, tmp_path / "first", epochs=1, lr=5e-2))
+    second = train(_config(tiny_dirs, rows_file, tmp_path / "second", epochs=1, lr=5e-2, seed=1, lora_r=2))
+    soup = average_adapters([first, second], [0.25, 0.75], tmp_path / "soup")
+
+    def merged(folder):
+        model = AutoModelForCausalLM.from_pretrained(tiny_dirs["llama"])
+        assert merge_plain_lora(model, folder)
+        return model.state_dict()
+
+    plain = AutoModelForCausalLM.from_pretrained(tiny_dirs["llama"]).state_dict()
+    a, b, blended = merged(first), merged(second), merged(soup)
+    changed = [k for k in plain if not torch.equal(a[k], plain[k])]
+    assert changed
+    for k in plain:
+        expected = plain[k] + 0.25 * (a[k] - plain[k]) + 0.75 * (b[k] - plain[k])
+        torch.testing.assert_close(blended[k], expected, rtol=1e-5, atol=1e-6)
+    record = json.loads((soup / "inbedder_adapter.json").read_text())
+    assert [s["weight"] for s in record["soup"]] == [0.25, 0.75] and record["method"] == "lora-soup"
+    assert json.loads((soup / "adapter_config.json").read_text())["r"] == 4 + 2
+    tuned = InBedder.from_pretrained(str(tiny_dirs["llama"]), adapter=str(soup))
+    assert tuned.model_name.endswith(" + adapter soup")
+    with pytest.raises(TrainingError, match="sum to 1"):
+        average_adapters([first, second], [0.5, 0.6], tmp_path / "bad")
+    with pytest.raises(TrainingError, match="different base weights"):
+        other = train(_config(tiny_dirs, rows_file, tmp_path / "opt", model=str(tiny_dirs["opt"]), epochs=1))
+        average_adapters([first, other], [0.5, 0.5], tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+    from click.testing import CliRunner
+
+    from inbedder.cli import main
+
+    result = CliRunner().invoke(main, ["soup", "--adapter", str(first), "--adapter", str(second),
+                                       "--out", str(tmp_path / "even")])
+    assert result.exit_code == 0 and [s["weight"] for s in json.loads(
+        (tmp_path / "even" / "inbedder_adapter.json").read_text())["soup"]] == [0.5, 0.5]
+    result = CliRunner().invoke(main, ["soup", "--adapter", str(first), "--out", str(tmp_path / "one")])
+    assert result.exit_code == 1 and result.output.strip().splitlines() == [
+        "Error: a soup needs two adapters or more, and one weight per adapter"]

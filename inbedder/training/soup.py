@@ -1,0 +1,80 @@
+"""Averaging LoRA adapters trained from the same start (a "model soup", Wortsman et al. 2022).
+
+Two runs from one checkpoint that trade one skill for another (here: clustering margins against
+STS-B) can be blended without training: the weighted mean of their weight updates. For LoRA the
+mean is exact in adapter form: stacking the adapters' A matrices and their weighted, scaled B
+matrices gives one adapter of the summed rank whose B @ A is sum_i w_i * (alpha_i / r_i) * B_i @ A_i.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from inbedder.engine.loading import ADAPTER_RECORD
+from inbedder.errors import TrainingError
+from inbedder.fs import replace_folder
+
+_WEIGHTS = "adapter_model.safetensors"
+_CONFIG = "adapter_config.json"
+# what a plain LoRA adapter may not use for its update to be B @ A scaled (the engine merges only these)
+_NOT_PLAIN = ("use_dora", "lora_bias", "fan_in_fan_out", "modules_to_save", "rank_pattern", "alpha_pattern",
+              "layer_replication", "target_parameters", "use_rslora")
+
+
+def average_adapters(folders: list[Path], weights: list[float], out: Path) -> Path:
+    """Write to `out` one LoRA adapter whose update is the weighted sum of the given adapters' updates.
+
+    The adapters must be plain LoRA on the same base weights and modules; `weights` must be positive and
+    sum to 1. The record names every ingredient with its weight and record, so the blend is reproducible."""
+    import torch
+    from safetensors.torch import load_file
+
+    if len(folders) < 2 or len(folders) != len(weights):
+        raise TrainingError("a soup needs two adapters or more, and one weight per adapter")
+    if any(w <= 0 for w in weights) or not math.isclose(sum(weights), 1.0, abs_tol=1e-6):
+        raise TrainingError(f"soup weights must be positive and sum to 1 (got {', '.join(map(str, weights))})")
+    configs, records, tensors = [], [], []
+    for folder in folders:
+        folder = Path(folder)
+        if not all((folder / f).is_file() for f in (_CONFIG, _WEIGHTS, ADAPTER_RECORD)):
+            raise TrainingError(f"{folder} is not a LoRA adapter exported by `inbedder train` "
+                                f"(needs {_CONFIG}, {_WEIGHTS} and {ADAPTER_RECORD})")
+        config = json.loads((folder / _CONFIG).read_text())
+        if config.get("peft_type") != "LORA" or config.get("bias", "none") != "none" or any(
+                config.get(k) for k in _NOT_PLAIN):
+            raise TrainingError(f"{folder}: only plain LoRA adapters can be averaged exactly")
+        configs.append(config)
+        records.append(json.loads((folder / ADAPTER_RECORD).read_text()))
+        tensors.append(load_file(folder / _WEIGHTS))
+    if len({r["base_weights"] for r in records}) != 1:
+        raise TrainingError("the adapters were trained on different base weights: their updates can't be added")
+    if len({tuple(sorted(c["target_modules"])) for c in configs}) != 1 or len({frozenset(t) for t in tensors}) != 1:
+        raise TrainingError("the adapters adapt different modules: average adapters of the same training set-up")
+
+    stacked: dict[str, torch.Tensor] = {}
+    for name in tensors[0]:
+        if name.endswith("lora_A.weight"):
+            stacked[name] = torch.cat([t[name].float() for t in tensors], dim=0)
+        elif name.endswith("lora_B.weight"):
+            stacked[name] = torch.cat([w * c["lora_alpha"] / c["r"] * t[name].float()
+                                       for w, c, t in zip(weights, configs, tensors, strict=True)], dim=1)
+        else:
+            raise TrainingError(f"unexpected tensor {name!r} in a LoRA adapter")
+    rank = sum(int(c["r"]) for c in configs)
+    config = dict(configs[0], r=rank, lora_alpha=rank)  # scale alpha / r = 1: the B blocks carry each scale
+    record = {key: records[0][key] for key in ("base_model", "base_weights")} | {
+        "method": "lora-soup", "steps": sum(int(r.get("steps") or 0) for r in records),
+        "soup": [{"adapter": str(f), "weight": w, "record": r} for f, w, r in zip(folders, weights, records,
+                                                                                  strict=True)]}
+
+    def write(fresh: Path) -> None:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in stacked.items()}, fresh / _WEIGHTS)
+        (fresh / _CONFIG).write_text(json.dumps(config, indent=2))
+        (fresh / ADAPTER_RECORD).write_text(json.dumps(record, indent=1))
+
+    replace_folder(Path(out), write)
+    return Path(out)
