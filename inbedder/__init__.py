@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
+from inbedder.exports import lazy_exports
+
 __version__ = "0.1.0"
-__all__ = ["InBedder", "Embeddings", "__version__"]
-
-
-def __getattr__(name: str):  # keep `import inbedder` light: torch loads only when the engine is used
-    if name in ("InBedder", "Embeddings"):
-        from inbedder import engine
-
-        return getattr(engine, name)
-    raise AttributeError(name)
+# keep `import inbedder` light: torch loads only when the engine is used
+_engine_names, __getattr__ = lazy_exports(__name__, {"engine": ("InBedder", "Embeddings")})
+__all__ = [*_engine_names, "__version__"]
