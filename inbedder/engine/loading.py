@@ -260,6 +260,19 @@ def adapter_label(folder: Path) -> str:
 _LORA_PREFIX = "base_model.model."
 
 
+def is_plain_lora(config: dict) -> bool:
+    """A peft LoRA config whose update is exactly lora_scale * B @ A on each adapted linear layer."""
+    return (config.get("peft_type") == "LORA" and config.get("bias", "none") == "none"
+            and not any(config.get(k) for k in ("use_dora", "lora_bias", "fan_in_fan_out", "modules_to_save",
+                                                "rank_pattern", "alpha_pattern", "layer_replication",
+                                                "target_parameters")))
+
+
+def lora_scale(config: dict) -> float:
+    r = int(config["r"])
+    return config["lora_alpha"] / (math.sqrt(r) if config.get("use_rslora") else r)
+
+
 def merge_plain_lora(model: torch.nn.Module, folder: Path) -> bool:
     """W += alpha/r * B @ A for a plain LoRA adapter, without importing peft (tens of seconds per
     replica on a busy CPU). False when the adapter uses anything else (DoRA, biases, extra
@@ -267,12 +280,8 @@ def merge_plain_lora(model: torch.nn.Module, folder: Path) -> bool:
     from safetensors.torch import load_file
 
     config = json.loads((folder / "adapter_config.json").read_text())
-    plain = (config.get("peft_type") == "LORA" and config.get("bias", "none") == "none"
-             and not any(config.get(k) for k in ("use_dora", "lora_bias", "fan_in_fan_out", "modules_to_save",
-                                                 "rank_pattern", "alpha_pattern", "layer_replication",
-                                                 "target_parameters")))
     weights_file = folder / "adapter_model.safetensors"
-    if not plain or not weights_file.is_file():
+    if not is_plain_lora(config) or not weights_file.is_file():
         return False
     pairs: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in load_file(weights_file).items():
@@ -285,8 +294,7 @@ def merge_plain_lora(model: torch.nn.Module, folder: Path) -> bool:
         if not isinstance(modules.get(path), torch.nn.Linear) or set(ab) != {"A", "B"}:
             raise ModelLoadError(f"adapter {folder} does not fit this model: no linear layer {path!r} "
                                  "or an incomplete A/B pair")
-    r = int(config["r"])
-    scale = config["lora_alpha"] / (math.sqrt(r) if config.get("use_rslora") else r)
+    scale = lora_scale(config)
     with torch.no_grad():
         for path, ab in pairs.items():
             weight = modules[path].weight

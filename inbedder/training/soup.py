@@ -12,15 +12,12 @@ import json
 import math
 from pathlib import Path
 
-from inbedder.engine.loading import ADAPTER_RECORD
+from inbedder.engine.loading import ADAPTER_RECORD, is_plain_lora, lora_scale
 from inbedder.errors import TrainingError
 from inbedder.fs import replace_folder
 
 _WEIGHTS = "adapter_model.safetensors"
 _CONFIG = "adapter_config.json"
-# what a plain LoRA adapter may not use for its update to be B @ A scaled (the engine merges only these)
-_NOT_PLAIN = ("use_dora", "lora_bias", "fan_in_fan_out", "modules_to_save", "rank_pattern", "alpha_pattern",
-              "layer_replication", "target_parameters", "use_rslora")
 
 
 def average_adapters(folders: list[Path], weights: list[float], out: Path) -> Path:
@@ -42,8 +39,7 @@ def average_adapters(folders: list[Path], weights: list[float], out: Path) -> Pa
             raise TrainingError(f"{folder} is not a LoRA adapter exported by `inbedder train` "
                                 f"(needs {_CONFIG}, {_WEIGHTS} and {ADAPTER_RECORD})")
         config = json.loads((folder / _CONFIG).read_text())
-        if config.get("peft_type") != "LORA" or config.get("bias", "none") != "none" or any(
-                config.get(k) for k in _NOT_PLAIN):
+        if not is_plain_lora(config):
             raise TrainingError(f"{folder}: only plain LoRA adapters can be averaged exactly")
         configs.append(config)
         records.append(json.loads((folder / ADAPTER_RECORD).read_text()))
@@ -58,12 +54,13 @@ def average_adapters(folders: list[Path], weights: list[float], out: Path) -> Pa
         if name.endswith("lora_A.weight"):
             stacked[name] = torch.cat([t[name].float() for t in tensors], dim=0)
         elif name.endswith("lora_B.weight"):
-            stacked[name] = torch.cat([w * c["lora_alpha"] / c["r"] * t[name].float()
+            stacked[name] = torch.cat([w * lora_scale(c) * t[name].float()
                                        for w, c, t in zip(weights, configs, tensors, strict=True)], dim=1)
         else:
             raise TrainingError(f"unexpected tensor {name!r} in a LoRA adapter")
     rank = sum(int(c["r"]) for c in configs)
-    config = dict(configs[0], r=rank, lora_alpha=rank)  # scale alpha / r = 1: the B blocks carry each scale
+    # scale 1 (alpha = r, not rank-stabilised): the B blocks carry each adapter's own scale
+    config = dict(configs[0], r=rank, lora_alpha=rank, use_rslora=False)
     record = {key: records[0][key] for key in ("base_model", "base_weights")} | {
         "method": "lora-soup", "steps": sum(int(r.get("steps") or 0) for r in records),
         "soup": [{"adapter": str(f), "weight": w, "record": r} for f, w, r in zip(folders, weights, records,
