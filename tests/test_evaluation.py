@@ -233,6 +233,11 @@ def test_cli_eval_compares_with_earlier_results_and_more_models(eval_data, tiny_
     saved = json.loads(after.read_text())
     assert list(saved) == [str(tiny_dirs["llama"]), str(tiny_dirs["roberta"]), str(tiny_dirs["opt"])]
     assert f"### Acceptance: {tiny_dirs['llama']} against {tiny_dirs['opt']}" in after.with_suffix(".md").read_text()
+    again = tmp_path / "again.json"  # the same name (a default retrained since): both runs stay in the tables
+    result = CliRunner().invoke(main, ["eval", "--model", str(tiny_dirs["opt"]), *common, "--robustness-rows", "60",
+                                       "--before", str(first), "--out", str(again)])
+    assert result.exit_code == 0, result.output
+    assert list(json.loads(again.read_text())) == [str(tiny_dirs["opt"]), f"{tiny_dirs['opt']} (earlier run)"]
     # refused before any model loads (this model path does not even exist)
     mismatch = CliRunner().invoke(main, ["eval", "--model", str(tmp_path / "no-model"), *common,
                                          "--robustness-rows", "50", "--before", str(first),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.metrics import v_measure_score
 
 from inbedder.engine.loading import (ADAPTER_RECORD, DEFAULT_MODEL, SHIPPED_ADAPTER, SHIPPED_MODEL_NAME,
                                      ZERO_SHOT_MODEL)
@@ -102,7 +103,11 @@ def test_a_missing_shipped_adapter_is_named(monkeypatch, tmp_path):
 
 def test_the_default_follows_the_question_where_zero_shot_does_not(default_model, zero_shot, massive_sample):
     """On held-out MASSIVE texts (never trained on): the intent question groups by intent far
-    better than zero-shot does, and the answers name the scenario when asked for it."""
+    better than zero-shot does, and the answers to the area question tell the scenarios apart.
+
+    The answers are scored by how they group the texts, not by whether they repeat MASSIVE's label
+    words: the default answers in its own words ("clocks" for alarm, "restaurants" for takeaway);
+    the adapter before it copied the question's examples ("such as alarm, music or weather")."""
     from inbedder.evaluation.harness import TWO_FACET_SETS, v_measure
 
     texts = [r["text"] for r in massive_sample]
@@ -113,6 +118,11 @@ def test_the_default_follows_the_question_where_zero_shot_does_not(default_model
     assert trained >= before + 0.1, (trained, before)
     scenario_q = TWO_FACET_SETS["massive"].facets["scenario"][1]
     picked = massive_sample[::9]  # 40 rows, every scenario
-    answers = default_model.answer([r["text"] for r in picked], scenario_q, max_new_tokens=6)
-    hits = sum(r["scenario"].split("_")[0] in a.lower() for r, a in zip(picked, answers))
-    assert hits >= 8, list(zip([r["scenario"] for r in picked], answers))
+    scenarios = [r["scenario"] for r in picked]
+
+    def answers_v_measure(model) -> float:
+        answers = model.answer([r["text"] for r in picked], scenario_q, max_new_tokens=6)
+        return v_measure_score(scenarios, [a.strip().lower() for a in answers])
+
+    trained, before = answers_v_measure(default_model), answers_v_measure(zero_shot)
+    assert trained >= before + 0.1, (trained, before)  # measured: 0.70 against 0.52
