@@ -62,6 +62,7 @@ def average_adapters(folders: list[Path], weights: list[float], out: Path) -> Pa
     # scale 1 (alpha = r, not rank-stabilised): the B blocks carry each adapter's own scale
     config = dict(configs[0], r=rank, lora_alpha=rank, use_rslora=False)
     record = {key: records[0][key] for key in ("base_model", "base_weights")} | {
+        # steps: the ingredients' own steps added up (each ingredient's record keeps its own count)
         "method": "lora-soup", "steps": sum(int(r.get("steps") or 0) for r in records),
         "soup": [{"adapter": str(f), "weight": w, "record": r} for f, w, r in zip(folders, weights, records,
                                                                                   strict=True)]}
