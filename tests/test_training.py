@@ -398,6 +398,42 @@ def test_contrastive_steps_pair_each_labelled_row_with_its_group_within_one_ques
     assert [s.tolist() for s in paired_steps(groups, 0, 0, 4)] == [s.tolist() for s in steps]  # (seed, epoch)
 
 
+def test_coarse_merge_steps_hold_two_areas_each_spread_over_its_intents():
+    from pydantic import ValidationError
+
+    from inbedder.training.trainer import TrainConfig, paired_steps, row_relatives
+
+    # 48 requests in 3 areas of 4 intents each, every one asked under both questions
+    texts, groups = [], []
+    for n in range(48):
+        area = ["travel", "music", "bank"][n % 3]
+        texts += [f"request {n}", f"request {n}"]
+        groups += [f"req-area:{area}", f"req-intent:{area}-{(n // 3) % 4}"]
+    rows = pa.table({"input": texts, "group": groups})
+    groups = tuple(groups)
+    relatives = row_relatives(rows, groups)
+    steps = paired_steps(groups, 0, 0, 8, relatives, merge=True)
+    area_steps = [s for s in steps if groups[int(s[0])].startswith("req-area")]
+    assert sorted(int(i) for s in area_steps for i in s) == list(range(0, 96, 2))  # every area row once
+    for step in area_steps:
+        areas = [groups[int(i)] for i in step]
+        assert len(step) == 8 and len(set(areas)) == 2 and areas.count(areas[0]) == 4
+        for area in set(areas):  # each half holds its area's four intents
+            assert len({relatives[int(i)][1] for i in step if groups[int(i)] == area}) == 4
+    intent_steps = [s for s in steps if groups[int(s[0])].startswith("req-intent")]
+    assert len(intent_steps) == len(steps) - len(area_steps) == 12  # the fine question keeps its hard steps
+    assert all(len({relatives[int(i)][0] for i in s}) == 1 for s in intent_steps)
+    assert [s.tolist() for s in paired_steps(groups, 0, 0, 8, relatives, merge=True)] == [s.tolist() for s in steps]
+
+    config = TrainConfig(train="x", out="y", contrastive_weight=1.0, contrastive_hard_pairs=True)
+    assert "contrastive_coarse_merge" not in config.identity()  # runs from before the option still resume
+    merged = TrainConfig(train="x", out="y", contrastive_weight=1.0, contrastive_hard_pairs=True,
+                         contrastive_coarse_merge=True)
+    assert merged.identity()["contrastive_coarse_merge"] is True
+    with pytest.raises(ValidationError, match="contrastive_coarse_merge needs"):
+        TrainConfig(train="x", out="y", contrastive_weight=1.0, contrastive_coarse_merge=True)
+
+
 def test_hard_pairs_put_a_domains_intents_in_one_step_and_pair_an_area_across_its_intents():
     from inbedder.training.trainer import paired_steps, row_relatives
 

@@ -27,7 +27,7 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm import tqdm
 
 from inbedder.engine.hardware import cpu_bf16_or_fp32
@@ -78,10 +78,20 @@ class TrainConfig(BaseModel):
         "with the contrastive term, use the texts asked under two questions of one source: a fine question's "
         "step holds anchors of one coarse label (a domain's intents are each other's negatives) and a coarse "
         "question's partner has another fine label (a domain's intents are pulled together)"))
+    contrastive_coarse_merge: bool = Field(default=False, description=(
+        "with hard pairs, a coarse question's step holds two of its labels, each with rows of as many fine labels "
+        "as it has (three positives of other intents per anchor, not one partner): the coarse question is taught "
+        "to merge a domain's intents as strongly as the fine question is taught to spread them"))
     init_from: str | None = Field(default=None, description="start from the trainable weights of an earlier "
                                                             "run's checkpoint folder (same method and base)")
     threads: int | None = None
     progress: bool = True
+
+    @model_validator(mode="after")
+    def _merge_needs_hard_pairs(self) -> TrainConfig:
+        if self.contrastive_coarse_merge and not (self.contrastive_weight and self.contrastive_hard_pairs):
+            raise ValueError("contrastive_coarse_merge needs contrastive_weight > 0 and contrastive_hard_pairs: true")
+        return self
 
     def identity(self) -> dict:
         """What must not change between a run and its resumption."""
@@ -94,6 +104,8 @@ class TrainConfig(BaseModel):
                 del identity[key]
         elif not self.contrastive_hard_pairs:
             del identity["contrastive_hard_pairs"]
+        if not self.contrastive_coarse_merge:
+            del identity["contrastive_coarse_merge"]
         if self.init_from is None:
             del identity["init_from"]
         return identity
@@ -232,14 +244,16 @@ class TrainState:
 def total_steps(rows: int, config: TrainConfig, groups: tuple[str | None, ...] | None = None,
                 relatives: tuple[tuple[str | None, str | None], ...] | None = None) -> int:
     per_step = config.batch_size * config.grad_accum
-    per_epoch = (len(paired_steps(groups, config.seed, 0, per_step, relatives)) if config.contrastive_weight and groups
+    per_epoch = (len(paired_steps(groups, config.seed, 0, per_step, relatives, config.contrastive_coarse_merge))
+                 if config.contrastive_weight and groups
                  else math.ceil(rows / per_step))
     return min(per_epoch * config.epochs, config.max_steps or per_epoch * config.epochs)
 
 
 @functools.lru_cache(maxsize=2)
 def paired_steps(groups: tuple[str | None, ...], seed: int, epoch: int, per_step: int,
-                 relatives: tuple[tuple[str | None, str | None], ...] | None = None) -> list[np.ndarray]:
+                 relatives: tuple[tuple[str | None, str | None], ...] | None = None,
+                 merge: bool = False) -> list[np.ndarray]:
     """The steps of one epoch for the contrastive term: a function of (groups, seed, epoch) only.
 
     Each labelled row is an anchor once, followed by a partner drawn from its group; a step holds
@@ -249,7 +263,8 @@ def paired_steps(groups: tuple[str | None, ...], seed: int, epoch: int, per_step
     With `relatives` (each row's text's group under the nearest coarser and finer question, see
     `row_relatives`), the negatives and positives are the hard ones: a fine question's anchors are
     chunked by their coarse label where it has two fine labels or more, and a coarse question's
-    partner has another fine label than its anchor where one exists.
+    partner has another fine label than its anchor where one exists. With `merge` too, a coarse
+    question's steps are `coarse_merge_steps` instead of anchor + partner.
     """
     rng = np.random.default_rng([seed, epoch, 1])
     order = rng.permutation(len(groups))
@@ -265,6 +280,9 @@ def paired_steps(groups: tuple[str | None, ...], seed: int, epoch: int, per_step
     steps: list[np.ndarray] = []
     anchors_per_step = max(per_step // 2, 1)
     for anchors in anchors_of.values():
+        if merge and relatives is not None and any(relatives[a][1] is not None for a in anchors):
+            steps += coarse_merge_steps(anchors, groups, relatives, per_step, rng)
+            continue
         for chunk in _anchor_chunks(anchors, groups, relatives, anchors_per_step):
             rows = []
             for a in chunk:
@@ -277,6 +295,34 @@ def paired_steps(groups: tuple[str | None, ...], seed: int, epoch: int, per_step
             steps.append(np.array(rows))
     steps += [np.array(unlabelled[i: i + per_step]) for i in range(0, len(unlabelled), per_step)]
     return [steps[int(i)] for i in rng.permutation(len(steps))]
+
+
+def coarse_merge_steps(anchors: list[int], groups: tuple[str | None, ...],
+                       relatives: tuple[tuple[str | None, str | None], ...], per_step: int,
+                       rng: np.random.Generator) -> list[np.ndarray]:
+    """A coarse question's steps: two of its labels, half a step each, each half spread over its fine labels.
+
+    Every row is in one step; within a label its fine labels take turns, so a half of four rows of a
+    domain with four intents holds all four (each row's positives are the other intents).
+    """
+    half = max(per_step // 2, 1)
+    halves: list[tuple[str, list[int]]] = []
+    by_label: dict[str, dict[str | None, list[int]]] = {}
+    for a in anchors:
+        by_label.setdefault(groups[a], {}).setdefault(relatives[a][1], []).append(a)
+    for label, by_fine in by_label.items():
+        queues = list(by_fine.values())
+        turns = [q[i] for i in range(max(len(q) for q in queues)) for q in queues if i < len(q)]
+        halves += [(label, turns[i: i + half]) for i in range(0, len(turns), half)]
+    pending: dict[str, list[list[int]]] = {}
+    for i in rng.permutation(len(halves)):
+        pending.setdefault(halves[int(i)][0], []).append(halves[int(i)][1])
+    steps = []
+    while pending:  # the two labels with the most halves left: no half is left alone while another label has any
+        pair = sorted(pending, key=lambda label: -len(pending[label]))[:2]
+        steps.append(np.array([row for label in pair for row in pending[label].pop()]))
+        pending = {label: left for label, left in pending.items() if left}
+    return steps
 
 
 def _anchor_chunks(anchors: list[int], groups: tuple[str | None, ...],
@@ -309,9 +355,10 @@ def batches_for_step(step: int, rows: int, config: TrainConfig, lengths: np.ndar
     if config.contrastive_weight:
         if groups is None:
             raise TrainingError("contrastive_weight needs the rows' groups (a `group` column in the training data)")
-        plan = paired_steps(groups, config.seed, 0, per_step, relatives)
+        merge = config.contrastive_coarse_merge
+        plan = paired_steps(groups, config.seed, 0, per_step, relatives, merge)
         epoch, within = divmod(step, len(plan))
-        chunk = paired_steps(groups, config.seed, epoch, per_step, relatives)[within]
+        chunk = paired_steps(groups, config.seed, epoch, per_step, relatives, merge)[within]
     else:
         per_epoch = math.ceil(rows / per_step)
         epoch, within = divmod(step, per_epoch)
