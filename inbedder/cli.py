@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from inbedder.console import log_to_console
-from inbedder.errors import InBedderError, require_extra
+from inbedder.errors import InBedderError, require_extra, validation_problems
 
 
 class _OneLineErrors(click.Group):
@@ -363,8 +363,7 @@ def train(config_file, overrides, resume) -> None:
     try:
         config = TrainConfig.model_validate(tree)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise click.ClickException(f"training config: {problems}") from None
+        raise click.ClickException(f"training config: {validation_problems(exc)}") from None
     folder = run_training(config, resume=resume)
     click.echo(f"adapter written to {folder}; use it with --adapter {folder}")
 

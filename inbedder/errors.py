@@ -8,6 +8,15 @@ with its traceback.
 from __future__ import annotations
 
 
+def validation_problems(exc) -> str:
+    """A pydantic ValidationError as one line: `field.path: reason; ...` (a whole-config check names no field)."""
+    def one(error: dict) -> str:
+        where = ".".join(str(p) for p in error["loc"])
+        reason = error["msg"].removeprefix("Value error, ")
+        return f"{where}: {reason}" if where else reason
+    return "; ".join(one(e) for e in exc.errors())
+
+
 class InBedderError(Exception):
     """The root: a failure the user can act on, described in one line."""
 

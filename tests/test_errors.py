@@ -27,3 +27,18 @@ def test_a_missing_extra_is_named_with_its_pip_install(monkeypatch):
     result = CliRunner().invoke(main, ["index", "--table", "/t", "--out", "/o"])
     assert result.exit_code == 1 and result.output.strip().count("\n") == 0
     assert "inbedder[index]" in result.output and "Traceback" not in result.output
+
+
+def test_validation_problems_name_each_field_and_a_whole_config_check_plainly():
+    from pydantic import ValidationError
+
+    from inbedder.errors import validation_problems
+    from inbedder.training.trainer import TrainConfig
+
+    with pytest.raises(ValidationError) as bad_field:
+        TrainConfig(train="x", out="y", lr=-1)
+    assert validation_problems(bad_field.value) == "lr: Input should be greater than 0"
+    with pytest.raises(ValidationError) as bad_whole:
+        TrainConfig(train="x", out="y", contrastive_weight=1.0, contrastive_coarse_merge=True)
+    assert validation_problems(bad_whole.value) == ("contrastive_coarse_merge needs contrastive_weight > 0 and "
+                                                    "contrastive_hard_pairs: true")

@@ -13,7 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from inbedder.errors import ConfigError
+from inbedder.errors import ConfigError, validation_problems
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -203,5 +203,4 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     try:
         return JobConfig.model_validate(tree)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"invalid configuration: {problems}") from exc
+        raise ConfigError(f"invalid configuration: {validation_problems(exc)}") from exc
