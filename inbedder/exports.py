@@ -14,8 +14,10 @@ import sys
 from collections.abc import Callable
 
 
-def lazy_exports(package: str, modules: dict[str, tuple[str, ...]]) -> tuple[list[str], Callable[[str], object]]:
-    """(`__all__`, `__getattr__`) for `package`: each name is imported from its submodule when first read."""
+def lazy_exports(package: str, modules: dict[str, tuple[str, ...]]
+                 ) -> tuple[list[str], Callable[[str], object], Callable[[], list[str]]]:
+    """(`__all__`, `__getattr__`, `__dir__`) for `package`: each name is imported from its submodule when first
+    read, and `dir()` (and so tab completion) lists the names before they are."""
     where = {name: module for module, names in modules.items() for name in names}
 
     def __getattr__(name: str) -> object:
@@ -26,4 +28,7 @@ def lazy_exports(package: str, modules: dict[str, tuple[str, ...]]) -> tuple[lis
         setattr(sys.modules[package], name, value)
         return value
 
-    return sorted(where), __getattr__
+    def __dir__() -> list[str]:
+        return sorted(set(vars(sys.modules[package])) | set(where))
+
+    return sorted(where), __getattr__, __dir__

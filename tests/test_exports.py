@@ -39,3 +39,15 @@ def test_a_spark_worker_running_a_wave_imports_neither_the_commit_path_nor_the_d
     for heavy in ("inbedder.job.run", "inbedder.lake.commit", "inbedder.job.settings", "pandas", "deltalake",
                   "pydantic", "torch"):
         assert heavy not in loaded, heavy
+
+
+def test_dir_lists_the_lazy_names_before_they_are_imported():
+    """Tab completion and `help()` see a package's names without importing their modules."""
+    probe = ("import json, sys, inbedder, inbedder.lake; "
+             "print(json.dumps([dir(inbedder.lake), dir(inbedder), 'inbedder.lake.commit' in sys.modules, "
+             "'torch' in sys.modules]))")
+    lake_names, top_names, commit_loaded, torch_loaded = json.loads(
+        subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout)
+    assert {"AppendCheck", "open_snapshot", "write_staged_files", "__doc__"} <= set(lake_names)
+    assert {"InBedder", "Embeddings", "__version__"} <= set(top_names)
+    assert not commit_loaded and not torch_loaded

@@ -10,7 +10,7 @@ running a wave imports `waves` and `replicas`, not the driver's `run`.
 
 from inbedder.exports import lazy_exports
 
-__all__, __getattr__ = lazy_exports(__name__, {
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "inbedder.errors": ("ConfigError", "JobError"),
     "report": ("InstructionCounts", "RunReport"),
     "run": ("run_job",),

@@ -10,7 +10,7 @@ files does not import the commit path.
 
 from inbedder.exports import lazy_exports
 
-__all__, __getattr__ = lazy_exports(__name__, {
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "inbedder.errors": ("TableError",),
     "columns": ("ERROR", "KEY_HASH", "STAGING", "answer_column", "cluster_column", "clusters_made_stale_by",
                 "embedding_column", "quote", "status_column", "vector_columns"),
