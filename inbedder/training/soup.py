@@ -12,8 +12,7 @@ import json
 import math
 from pathlib import Path
 
-from inbedder.engine.digests import file_sha256
-from inbedder.engine.loading import ADAPTER_RECORD, adapter_label, is_plain_lora, lora_scale
+from inbedder.engine.loading import ADAPTER_RECORD, is_plain_lora, lora_scale
 from inbedder.errors import TrainingError
 from inbedder.fs import replace_folder
 
@@ -25,8 +24,7 @@ def average_adapters(folders: list[Path], weights: list[float], out: Path) -> Pa
     """Write to `out` one LoRA adapter whose update is the weighted sum of the given adapters' updates.
 
     The adapters must be plain LoRA on the same base weights and modules; `weights` must be positive and
-    sum to 1. The record names every ingredient by its run's name, the sha256 of its weights, its weight and its
-    record, not by the path it was given: the same blend has the same fingerprint however its paths were spelled."""
+    sum to 1. The record names every ingredient with its weight and record, so the blend is reproducible."""
     import torch
     from safetensors.torch import load_file
 
@@ -66,8 +64,8 @@ def average_adapters(folders: list[Path], weights: list[float], out: Path) -> Pa
     record = {key: records[0][key] for key in ("base_model", "base_weights")} | {
         # steps: the ingredients' own steps added up (each ingredient's record keeps its own count)
         "method": "lora-soup", "steps": sum(int(r.get("steps") or 0) for r in records),
-        "soup": [{"adapter": adapter_label(Path(f)), "weights_sha256": file_sha256(Path(f) / _WEIGHTS),
-                  "weight": w, "record": r} for f, w, r in zip(folders, weights, records, strict=True)]}
+        "soup": [{"adapter": str(f), "weight": w, "record": r} for f, w, r in zip(folders, weights, records,
+                                                                                  strict=True)]}
 
     def write(fresh: Path) -> None:
         from safetensors.torch import save_file
