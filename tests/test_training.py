@@ -401,7 +401,7 @@ def test_contrastive_steps_pair_each_labelled_row_with_its_group_within_one_ques
 def test_coarse_merge_steps_hold_two_areas_each_spread_over_its_intents():
     from pydantic import ValidationError
 
-    from inbedder.training.trainer import TrainConfig, paired_steps, row_relatives
+    from inbedder.training.trainer import TrainConfig, paired_steps, row_relatives, step_temperature
 
     # 48 requests in 3 areas of 4 intents each, every one asked under both questions
     texts, groups = [], []
@@ -432,6 +432,17 @@ def test_coarse_merge_steps_hold_two_areas_each_spread_over_its_intents():
     assert merged.identity()["contrastive_coarse_merge"] is True
     with pytest.raises(ValidationError, match="contrastive_coarse_merge needs"):
         TrainConfig(train="x", out="y", contrastive_weight=1.0, contrastive_coarse_merge=True)
+
+    # a coarse question's steps may have their own temperature; the fine question's keep the common one
+    assert "contrastive_coarse_temperature" not in merged.identity()
+    assert {step_temperature(merged, s, relatives) for s in steps} == {0.1}
+    colder = merged.model_copy(update={"contrastive_coarse_temperature": 0.03})
+    assert colder.identity()["contrastive_coarse_temperature"] == 0.03
+    assert {step_temperature(colder, s, relatives) for s in area_steps} == {0.03}
+    assert {step_temperature(colder, s, relatives) for s in intent_steps} == {0.1}
+    with pytest.raises(ValidationError, match="contrastive_coarse_temperature needs"):
+        TrainConfig(train="x", out="y", contrastive_weight=1.0, contrastive_hard_pairs=True,
+                    contrastive_coarse_temperature=0.03)
 
 
 def test_hard_pairs_put_a_domains_intents_in_one_step_and_pair_an_area_across_its_intents():

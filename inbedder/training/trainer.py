@@ -82,6 +82,9 @@ class TrainConfig(BaseModel):
         "with hard pairs, a coarse question's step holds two of its labels, each with rows of as many fine labels "
         "as it has (three positives of other intents per anchor, not one partner): the coarse question is taught "
         "to merge a domain's intents as strongly as the fine question is taught to spread them"))
+    contrastive_coarse_temperature: float | None = Field(default=None, gt=0, description=(
+        "with coarse merge, the temperature of a coarse question's steps (unset: contrastive_temperature). Lower "
+        "weighs a positive that lags the others more: it asks a domain's intents to collapse, not just to rank"))
     init_from: str | None = Field(default=None, description="start from the trainable weights of an earlier "
                                                             "run's checkpoint folder (same method and base)")
     threads: int | None = None
@@ -91,6 +94,8 @@ class TrainConfig(BaseModel):
     def _merge_needs_hard_pairs(self) -> TrainConfig:
         if self.contrastive_coarse_merge and not (self.contrastive_weight and self.contrastive_hard_pairs):
             raise ValueError("contrastive_coarse_merge needs contrastive_weight > 0 and contrastive_hard_pairs: true")
+        if self.contrastive_coarse_temperature is not None and not self.contrastive_coarse_merge:
+            raise ValueError("contrastive_coarse_temperature needs contrastive_coarse_merge: true")
         return self
 
     def identity(self) -> dict:
@@ -106,6 +111,8 @@ class TrainConfig(BaseModel):
             del identity["contrastive_hard_pairs"]
         if not self.contrastive_coarse_merge:
             del identity["contrastive_coarse_merge"]
+        if self.contrastive_coarse_temperature is None:
+            del identity["contrastive_coarse_temperature"]
         if self.init_from is None:
             del identity["init_from"]
         return identity
@@ -369,6 +376,14 @@ def batches_for_step(step: int, rows: int, config: TrainConfig, lengths: np.ndar
     return [chunk[i: i + config.batch_size] for i in range(0, len(chunk), config.batch_size)]
 
 
+def step_temperature(config: TrainConfig, rows: np.ndarray,
+                     relatives: tuple[tuple[str | None, str | None], ...] | None) -> float:
+    """The contrastive temperature of one step: a coarse question's merge step may have its own."""
+    coarse = (config.contrastive_coarse_temperature is not None and relatives is not None
+              and any(relatives[int(i)][1] is not None for i in rows))  # as `paired_steps` picks merge steps
+    return config.contrastive_coarse_temperature if coarse else config.contrastive_temperature
+
+
 def answer_loss(model, batch: dict[str, torch.Tensor], bf16: bool, masked: bool) -> torch.Tensor:
     """Mean cross-entropy over the answer tokens (the same value as the model's own loss).
 
@@ -494,7 +509,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             loss = loss * share
             step_loss += loss.detach().item()
             if states is not None:
-                contrast = contrastive_loss(states, [groups[int(i)] for i in b], config.contrastive_temperature)
+                contrast = contrastive_loss(states, [groups[int(i)] for i in b], step_temperature(config, b, relatives))
                 contrast = contrast * config.contrastive_weight / len(micro)
                 step_contrast += contrast.detach().item()
                 loss = loss + contrast
