@@ -91,7 +91,7 @@ class TrainConfig(BaseModel):
     progress: bool = True
 
     @model_validator(mode="after")
-    def _merge_needs_hard_pairs(self) -> TrainConfig:
+    def _coarse_options_need_their_prerequisites(self) -> TrainConfig:
         if self.contrastive_coarse_merge and not (self.contrastive_weight and self.contrastive_hard_pairs):
             raise ValueError("contrastive_coarse_merge needs contrastive_weight > 0 and contrastive_hard_pairs: true")
         if self.contrastive_coarse_temperature is not None and not self.contrastive_coarse_merge:
