@@ -287,7 +287,7 @@ def paired_steps(groups: tuple[str | None, ...], seed: int, epoch: int, per_step
     steps: list[np.ndarray] = []
     anchors_per_step = max(per_step // 2, 1)
     for anchors in anchors_of.values():
-        if merge and relatives is not None and any(relatives[a][1] is not None for a in anchors):
+        if merge and asks_a_coarse_question(anchors, relatives):
             steps += coarse_merge_steps(anchors, groups, relatives, per_step, rng)
             continue
         for chunk in _anchor_chunks(anchors, groups, relatives, anchors_per_step):
@@ -302,6 +302,11 @@ def paired_steps(groups: tuple[str | None, ...], seed: int, epoch: int, per_step
             steps.append(np.array(rows))
     steps += [np.array(unlabelled[i: i + per_step]) for i in range(0, len(unlabelled), per_step)]
     return [steps[int(i)] for i in rng.permutation(len(steps))]
+
+
+def asks_a_coarse_question(rows, relatives: tuple[tuple[str | None, str | None], ...] | None) -> bool:
+    """Rows of a question that has a finer one (an area question's rows: their texts have intents)."""
+    return relatives is not None and any(relatives[int(i)][1] is not None for i in rows)
 
 
 def coarse_merge_steps(anchors: list[int], groups: tuple[str | None, ...],
@@ -379,9 +384,9 @@ def batches_for_step(step: int, rows: int, config: TrainConfig, lengths: np.ndar
 def step_temperature(config: TrainConfig, rows: np.ndarray,
                      relatives: tuple[tuple[str | None, str | None], ...] | None) -> float:
     """The contrastive temperature of one step: a coarse question's merge step may have its own."""
-    coarse = (config.contrastive_coarse_temperature is not None and relatives is not None
-              and any(relatives[int(i)][1] is not None for i in rows))  # as `paired_steps` picks merge steps
-    return config.contrastive_coarse_temperature if coarse else config.contrastive_temperature
+    if config.contrastive_coarse_temperature is not None and asks_a_coarse_question(rows, relatives):
+        return config.contrastive_coarse_temperature
+    return config.contrastive_temperature
 
 
 def answer_loss(model, batch: dict[str, torch.Tensor], bf16: bool, masked: bool) -> torch.Tensor:
