@@ -197,13 +197,20 @@ def query(index_dir, texts, k, table, queries_file, model_name, adapter, as_json
 @main.command(name="eval")
 @_model_options
 @click.option("--data-dir", default="../shared/data", show_default=True, type=click.Path(file_okay=False))
-@click.option("--test", "tests", multiple=True, type=click.Choice(["clustering", "robustness", "stsb", "transfer"]),
-              help="Which tests (default: all four; transfer: SGD domains held out of training).")
+@click.option("--test", "tests", multiple=True,
+              type=click.Choice(["clustering", "robustness", "stsb", "transfer", "facets"]),
+              help="Which tests (default: all five; transfer: SGD domains held out of training; facets: the breadth "
+                   "suite over ../shared/data/facets).")
 @click.option("--dataset", "datasets", multiple=True, type=click.Choice(["massive", "clinc", "mtop"]),
               help="Two-facet clustering sets (default: all three).")
 @click.option("--robustness-set", "robustness_sets", multiple=True, type=click.Choice(["fewrel", "fewnerd"]),
               help="Robustness sets (default: both).")
 @click.option("--rows", type=int, default=None, help="Seeded sample of N texts per two-facet set (default: all).")
+@click.option("--facet-rows", type=click.IntRange(0), default=500, show_default=True,
+              help="Breadth suite: seeded sample of N texts per facet set (0: all).")
+@click.option("--trained-on", "trained_on", multiple=True,
+              help="A facet set the model's training saw (e.g. politeness_requests): scored apart from the breadth "
+                   "score.")
 @click.option("--robustness-rows", type=int, default=1000, show_default=True,
               help="Seeded sample of FewRel / Few-NERD texts (0: all).")
 @click.option("--stsb-pairs", type=int, default=None, help="Seeded sample of STS-B test pairs (default: all).")
@@ -214,19 +221,23 @@ def query(index_dir, texts, k, table, queries_file, model_name, adapter, as_json
 @click.option("--baselines/--no-baselines", default=True, help="Also run all-MiniLM-L6-v2 plain and prepended.")
 @click.option("--also-model", "also_models", multiple=True,
               help="Further models in the same run, side by side (e.g. smollm2-zero-shot for a before/after).")
+@click.option("--also-adapter", "also_adapters", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Further adapters on the same base in the same run (e.g. bench/checkpoints/smollm2-inbedder-v1).")
 @click.option("--before", "before_path", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Earlier `inbedder eval` JSON (same sample sizes): its models join the tables, and the model "
                    "here is checked against its first model (the training issue's acceptance).")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
 @click.option("--out", "out_path", default="out/eval.json", show_default=True,
               help="JSON results; the markdown table (.md) and the plot (.png) are written beside it.")
-def evaluate(model, data_dir, tests, datasets, robustness_sets, rows, robustness_rows, stsb_pairs, per_group,
-             kmeans_seeds, baselines, also_models, before_path, progress, out_path) -> None:
-    """Instruction-awareness: two-facet clustering, robustness to paraphrase, STS-B; baselines in the same run."""
+def evaluate(model, data_dir, tests, datasets, robustness_sets, rows, facet_rows, trained_on, robustness_rows,
+             stsb_pairs, per_group, kmeans_seeds, baselines, also_models, also_adapters, before_path, progress,
+             out_path) -> None:
+    """Instruction-awareness: two-facet clustering, robustness, STS-B, transfer, breadth; baselines in the same run."""
 
     require_extra("eval", "sklearn", "matplotlib")
     from inbedder.evaluation import (EvalOptions, InBedderUnderTest, load_before, run_evaluation, to_markdown,
                                      write_results)
+    from inbedder.evaluation.facets import FACET_SETS
 
     if not (Path(data_dir) / "clustering").is_dir():
         raise click.UsageError(f"--data-dir {data_dir} has no clustering/ folder (the evaluation data)")
@@ -234,11 +245,16 @@ def evaluate(model, data_dir, tests, datasets, robustness_sets, rows, robustness
     options = EvalOptions(rows=rows, robustness_rows=robustness_rows or None, stsb_pairs=stsb_pairs,
                           per_group=per_group, kmeans_seeds=kmeans_seeds, tests=tuple(tests) or EvalOptions.tests,
                           datasets=tuple(datasets) or EvalOptions.datasets,
-                          robustness_sets=tuple(robustness_sets) or EvalOptions.robustness_sets)
+                          robustness_sets=tuple(robustness_sets) or EvalOptions.robustness_sets,
+                          facet_rows=facet_rows or None, trained_on=tuple(trained_on))
+    unknown = sorted(set(trained_on) - set(FACET_SETS))
+    if unknown:
+        raise click.UsageError(f"--trained-on {', '.join(unknown)}: not a facet set ({', '.join(FACET_SETS)})")
     before = load_before(before_path, Path(data_dir), options)
     embedders = [InBedderUnderTest(_load(model), progress)]
     embedders += [InBedderUnderTest(_load(replace(model, name=name, adapter=None)), progress)
                   for name in also_models]
+    embedders += [InBedderUnderTest(_load(replace(model, adapter=path)), progress) for path in also_adapters]
     if baselines:
         from inbedder.evaluation.baselines import MiniLM, MiniLMBaseline
 
@@ -314,9 +330,14 @@ def optimize(table, target_mb, vacuum_hours) -> None:
                                                     "and what the user wants; SGD's held-out domains stay out.")
 @click.option("--per-request-source", type=click.IntRange(1), default=6000, show_default=True,
               help="SGD texts sampled (SNIPS and NLU++: a third each); each gives an area and an intent row.")
+@click.option("--breadth-facets", is_flag=True, help="Add questions about form and attitude: politeness, platform "
+              "and community of requests, hate / offensive tweets (the facet sets licensed for training), and the "
+              "kind of text across seven sources.")
+@click.option("--per-breadth-question", type=click.IntRange(4), default=300, show_default=True,
+              help="Rows per breadth question kind.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def train_data(data_dir, out_dir, per_source, per_label_question, coarse_facets, subject_facet, request_facets,
-               per_request_source, seed) -> None:
+               per_request_source, breadth_facets, per_breadth_question, seed) -> None:
     """Build (input, instruction, answer) training rows from ../shared/data; evaluation sets stay out."""
 
     import pyarrow.parquet as pq
@@ -325,7 +346,8 @@ def train_data(data_dir, out_dir, per_source, per_label_question, coarse_facets,
 
     options = DataOptions(per_qa_source=per_source, per_label_question=per_label_question, seed=seed,
                           coarse_facets=coarse_facets, subject_facet=subject_facet, request_facets=request_facets,
-                          per_request_source=per_request_source)
+                          per_request_source=per_request_source, breadth_facets=breadth_facets,
+                          per_breadth_question=per_breadth_question)
     try:
         train, validation = build_training_rows(data_dir, options)
     except FileNotFoundError as exc:

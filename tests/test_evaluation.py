@@ -134,12 +134,15 @@ def test_cli_eval_without_data_dir_names_the_problem(tmp_path):
     assert result.exit_code != 0 and "clustering" in result.output
 
 
-def test_all_three_tests_on_real_data_with_a_tiny_model(tiny):
+def test_every_test_on_real_data_with_a_tiny_model(tiny):
     if not (DATA / "clustering").exists():
         pytest.skip("../shared/data not present")
     options = EvalOptions(rows=80, robustness_rows=60, stsb_pairs=40, per_group=1, datasets=("massive",),
-                          transfer_rows=60)
+                          transfer_rows=60, facet_rows=40, facet_sets=("tweeteval_irony", "airline_tweets"))
     results = evaluate(InBedderUnderTest(tiny), DATA, options)
+    assert set(results["facets"]) == {"tweeteval_irony", "airline_tweets"}
+    assert results["facets"]["airline_tweets"]["rows"] == 40
+    assert "Breadth" in to_markdown({"tiny": results})
     held = results["transfer"]["sgd-held-out"]
     assert held["rows"] == 60 and set(held["v_measure"]) == {"domain", "intent"}
     assert "Taxonomy transfer" in to_markdown({"tiny": results})

@@ -561,3 +561,29 @@ def test_a_soup_of_two_adapters_merges_to_the_mean_of_their_updates(tiny_dirs, r
     result = CliRunner().invoke(main, ["soup", "--adapter", str(first), "--out", str(tmp_path / "one")])
     assert result.exit_code == 1 and result.output.strip().splitlines() == [
         "Error: a soup needs two adapters or more, and one weight per adapter"]
+
+
+def test_breadth_rows_come_only_from_sets_licensed_for_training():
+    from inbedder.training.data import (EVALUATION_ONLY, HATE_ANSWERS, POLITENESS_ANSWERS, TEXT_KINDS,
+                                        TRAINABLE_FACET_SETS, DataOptions, breadth_rows, used_facet_files)
+
+    assert all(any(f.startswith(e) for e in EVALUATION_ONLY) for f in used_facet_files())  # so scored apart
+    assert set(TRAINABLE_FACET_SETS) == {"hate_offensive_tweets", "politeness_requests"}  # MIT, Apache-2.0
+    if not (DATA / "facets").exists():
+        pytest.skip("../shared/data not present")
+    rows = breadth_rows(DATA, DataOptions(per_breadth_question=40), np.random.default_rng(0))
+    by_source: dict[str, list[dict]] = {}
+    for r in rows:
+        by_source.setdefault(r["source"], []).append(r)
+    assert {k: len(v) for k, v in by_source.items()} == {"politeness": 40, "politeness-platform": 40,
+                                                          "politeness-community": 40, "hate-offensive": 40,
+                                                          "text-kind": 70}
+    assert {r["answer"] for r in by_source["politeness"]} <= set(POLITENESS_ANSWERS.values())
+    assert {r["answer"] for r in by_source["hate-offensive"]} <= set(HATE_ANSWERS.values())
+    assert {r["answer"] for r in by_source["text-kind"]} <= set(TEXT_KINDS)
+    assert not any(r["answer"].startswith("Stack Exchange: ") for r in by_source["politeness-community"])
+    held_out = set()
+    for name in ("tweeteval_offensive", "tweeteval_hate", "headline_sarcasm", "ag_news_topic"):
+        held_out |= set(pq.read_table(DATA / f"facets/{name}.parquet").column("text").to_pylist())
+    assert not held_out & {r["input"] for r in rows}
+    assert all(r["group"] == f"{r['source']}:{r['answer']}" for r in rows)

@@ -86,12 +86,19 @@ def planned_sizes(data_dir: Path, options: EvalOptions) -> dict:
                                  for r in options.robustness_sets}
     if "stsb" in options.tests:
         planned["stsb"] = {"pairs": size("stsb/sts-test.parquet", options.stsb_pairs)}
+    if "facets" in options.tests:
+        from inbedder.evaluation.facets import FACET_SETS
+
+        planned["facets"] = {s: {"rows": size(FACET_SETS[s].file, options.facet_rows),
+                                 "kmeans_seeds": options.kmeans_seeds} for s in options.facet_sets or FACET_SETS}
     return planned
 
 
 def same_samples(after: Mapping[str, dict], before: Mapping[str, dict]) -> None:
     """Scores are only comparable on the same seeded subsets: refuse otherwise."""
-    for test, key in (("clustering", "rows"), ("robustness", "rows")):
+    for test, key in (("clustering", "rows"), ("robustness", "rows"), ("facets", "rows")):
+        if test == "facets" and "facets" not in before:
+            continue  # a run from before the breadth suite: its models join the other tables only
         for name, r in after.get(test, {}).items():
             other = before.get(test, {}).get(name)
             if other is None or other[key] != r[key]:

@@ -78,8 +78,11 @@ class EvalOptions:
     seed: int = 0
     kmeans_seeds: int = 1               # v-measure averaged over this many k-means seeds (seed, seed+1, ...)
     stsb_question: str = STSB_QUESTION
-    tests: tuple[str, ...] = ("clustering", "robustness", "stsb", "transfer")
+    tests: tuple[str, ...] = ("clustering", "robustness", "stsb", "transfer", "facets")
     transfer_rows: int | None = 1000    # held-out SGD requests for the taxonomy-transfer check
+    facet_rows: int | None = 500        # breadth suite: texts sampled per facet set
+    facet_sets: tuple[str, ...] = ()    # breadth suite sets (empty: all of facets.FACET_SETS)
+    trained_on: tuple[str, ...] = ()    # facet sets training saw: scored apart from the breadth score
     datasets: tuple[str, ...] = tuple(TWO_FACET_SETS)
     robustness_sets: tuple[str, ...] = tuple(ROBUSTNESS_SETS)
     extra: dict = field(default_factory=dict)
@@ -235,6 +238,10 @@ def required_files(options: EvalOptions) -> list[str]:
         files.append("stsb/sts-test.parquet")
     if "transfer" in options.tests:
         files.append(TRANSFER_FILE)
+    if "facets" in options.tests:
+        from inbedder.evaluation.facets import FACET_SETS
+
+        files += [FACET_SETS[s].file for s in options.facet_sets or FACET_SETS]
     return files
 
 
@@ -258,6 +265,11 @@ def evaluate(embedder: EvalEmbedder, data_dir: Path, options: EvalOptions) -> di
         out["stsb"] = stsb_eval(embedder, data_dir, options.stsb_pairs, options.stsb_question, options.seed)
     if "transfer" in options.tests:
         out["transfer"] = transfer_eval(embedder, data_dir, options.transfer_rows, options.seed, options.kmeans_seeds)
+    if "facets" in options.tests:
+        from inbedder.evaluation.facets import FACET_SETS, facets_eval
+
+        out["facets"] = facets_eval(embedder, data_dir, options.facet_sets or tuple(FACET_SETS), options.facet_rows,
+                                    options.seed, options.kmeans_seeds, options.trained_on)
     return out
 
 
@@ -287,7 +299,9 @@ def _facet_tables(results: Mapping[str, dict], test: str, title: str) -> list[st
 
 def to_markdown(results: Mapping[str, dict]) -> str:
     """results: {model name: evaluate(...) output}."""
-    lines: list[str] = []
+    from inbedder.evaluation.facets import breadth_markdown
+
+    lines: list[str] = [breadth_markdown(results)]
     models = list(results)
     for test, title in (("clustering", "Two-facet clustering"),
                         ("transfer", "Taxonomy transfer: SGD domains never trained on")):
@@ -361,4 +375,11 @@ def write_results(results: Mapping[str, dict], json_path: Path, extra_markdown: 
     md, png = json_path.with_suffix(".md"), json_path.with_suffix(".png")
     md.write_text(to_markdown(results) + extra_markdown + f"\n![evaluation]({png.name})\n")
     plot(results, png)
+    if any(r.get("facets") for r in results.values()):
+        from inbedder.evaluation.facets import plot_breadth
+
+        breadth_png = json_path.with_name(json_path.stem + "_breadth.png")
+        plot_breadth(results, breadth_png)
+        with md.open("a") as f:
+            f.write(f"\n![breadth]({breadth_png.name})\n")
     return json_path, md, png

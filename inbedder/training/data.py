@@ -29,6 +29,13 @@ follow the question. Rows are (input, instruction, answer):
   granularity is what these rows teach. SGD's dev and test dialogues only
   validate, and the domains in `HELD_OUT_DOMAINS` never enter training: the
   taxonomy-transfer check measures how the coarse question groups them.
+- with `breadth_facets`: kinds of question far from topics and requests, so a
+  question about form or attitude stops answering with the content: the two
+  facet sets whose licence allows a shipped adapter (`TRAINABLE_FACET_SETS`:
+  politeness, platform and community of requests; hate / offensive / neither of
+  tweets), and "what kind of text is this?" over texts of seven sources, where
+  every topic of one source shares one answer (a tweet, an encyclopedia article,
+  a fairy tale, ...). Each asked in several phrasings.
 
 Kept out, so evaluation stays honest: every file the evaluation harness reads
 (MASSIVE, CLINC, MTOP, FewRel, Few-NERD, STS-B) - no text and no label of them.
@@ -59,7 +66,10 @@ QA_FILES = {  # dataset -> file under data_dir (context, question, answer column
 }
 VALIDATION_FILE = "qa/squad_v11_dev.parquet"
 EVALUATION_ONLY = ("clustering/massive_", "clustering/clinc_", "clustering/mtop_", "clustering/few_rel_",
-                   "clustering/few_nerd_", "stsb/", "inbedder_instructions/")
+                   "clustering/few_nerd_", "stsb/", "inbedder_instructions/", "facets/")
+# the facet sets whose licence allows training an adapter that ships (facets/README.md: MIT, Apache-2.0);
+# the breadth suite scores them apart from the held-out ones
+TRAINABLE_FACET_SETS = ("hate_offensive_tweets", "politeness_requests")
 
 BANKING_INTENT_QUESTIONS = (
     "What does the customer want?",
@@ -191,6 +201,30 @@ NLUPP_ACTS = {"affirm", "deny", "acknowledge", "greet", "thank", "dont_know", "h
               "end_call", "more_higher_after", "less_lower_before"}
 
 
+# --breadth-facets: questions about form and attitude, each in several phrasings
+POLITENESS_QUESTIONS = ("How polite is this request?", "Is the writer being polite, neutral or rude?",
+                        "How courteous is the tone of this message?", "What is the tone of this request?")
+POLITENESS_ANSWERS = {"polite": "polite", "neutral": "neutral", "impolite": "impolite"}
+PLATFORM_QUESTIONS = ("Was this request made on Wikipedia or on Stack Exchange?", "Which website was this posted on?",
+                      "Where was this message written?")
+COMMUNITY_QUESTIONS = ("In which online community was this request made?", "Which forum is this message from?",
+                       "What community does the writer belong to?")
+HATE_QUESTIONS = ("Is the tweet hate speech, offensive but not hateful, or neither?", "How offensive is this tweet?",
+                  "Does this tweet use abusive or hateful language?", "Is this message hateful, offensive or fine?")
+HATE_ANSWERS = {"hate speech": "hate speech", "offensive language": "offensive", "neither": "neither"}
+TEXT_KIND_QUESTIONS = ("What kind of text is this?", "What type of writing is this?",
+                       "Where would you find a text like this?", "What form does this text take?")
+TEXT_KINDS = {  # kind of text -> (file, column); every topic of a source shares its one answer
+    "a tweet": ("qa/tweetqa.parquet", "context"),
+    "an encyclopedia article": ("qa/squad_v11_train.parquet", "context"),
+    "a fairy tale": ("qa/fairytaleqa.parquet", "context"),
+    "a personal story": ("qa/cosmosqa_ni.parquet", "context"),
+    "a trivia question": ("qa/squad_v11_train.parquet", "question"),
+    "a request to a virtual assistant": ("sgd/sgd_intent_turns.parquet", "text"),
+    "a message to a bank": ("banking77/train.parquet", "text"),
+}
+
+
 def split_camel(name: str) -> str:
     """`SearchOnewayFlight` -> `search oneway flight`."""
     import re
@@ -212,6 +246,8 @@ class DataOptions:
     request_facets: bool = False    # add SGD / SNIPS / NLU++ requests under an area and an intent question
     per_request_source: int = 6000  # SGD texts (SNIPS, NLU++: a third); each gives an area and an intent row
     request_validation_rows: int = 300
+    breadth_facets: bool = False    # add politeness / platform / community, hate-offensive and kind-of-text rows
+    per_breadth_question: int = 300  # rows per breadth question kind (kind of text: per kind / 4)
 
 
 Embed = Callable[[list[str]], np.ndarray]  # texts -> L2-normalised vectors
@@ -362,6 +398,42 @@ def request_rows(data_dir: str | Path, options: DataOptions, rng: np.random.Gene
             + _nlupp_rows(data, options, rng))
 
 
+def _trainable_facet(data: Path, name: str) -> list[dict]:
+    if name not in TRAINABLE_FACET_SETS:
+        raise ValueError(f"facets/{name} is evaluation-only by its licence (facets/README.md)")
+    return [r for r in pq.read_table(data / f"facets/{name}.parquet").to_pylist() if r["text"]]
+
+
+def _source_texts(data: Path, file: str, column: str, k: int, max_chars: int, rng: np.random.Generator) -> list[str]:
+    texts = sorted({t.strip() for t in pq.read_table(data / file, columns=[column]).column(column).to_pylist()
+                    if isinstance(t, str) and t.strip()})
+    return [texts[int(i)][:max_chars] for i in _sample(len(texts), k, rng)]
+
+
+def breadth_rows(data_dir: str | Path, options: DataOptions, rng: np.random.Generator) -> list[dict]:
+    """Questions about form and attitude: politeness / platform / community of the same requests (three
+    answers per text), hate / offensive / neither of tweets, and the kind of text across seven sources."""
+    data, k = Path(data_dir), options.per_breadth_question
+    requests = _trainable_facet(data, "politeness_requests")
+    texts = [r["text"] for r in requests]
+    rows = _labelled_rows(texts, [POLITENESS_ANSWERS[r["politeness"]] for r in requests], POLITENESS_QUESTIONS,
+                          "politeness", k, rng)
+    rows += _labelled_rows(texts, [r["platform"] for r in requests], PLATFORM_QUESTIONS, "politeness-platform", k,
+                           rng)
+    rows += _labelled_rows(texts, [r["community"].removeprefix("Stack Exchange: ") for r in requests],
+                           COMMUNITY_QUESTIONS, "politeness-community", k, rng)
+    tweets = _trainable_facet(data, "hate_offensive_tweets")
+    rows += _labelled_rows([r["text"] for r in tweets], [HATE_ANSWERS[r["hate_offensive"]] for r in tweets],
+                           HATE_QUESTIONS, "hate-offensive", k, rng)
+    kinds, kind_texts = [], []
+    for kind, (file, column) in TEXT_KINDS.items():
+        picked = _source_texts(data, file, column, max(k // 4, 1) * 2, 600, rng)
+        kind_texts += picked
+        kinds += [kind] * len(picked)
+    rows += _labelled_rows(kind_texts, kinds, TEXT_KIND_QUESTIONS, "text-kind", len(kinds) // 2, rng)
+    return rows
+
+
 def banking_area(intent: str) -> str:
     for words, area in BANKING_AREAS:
         if any(w in intent.lower() for w in words):
@@ -441,6 +513,8 @@ def build_training_rows(data_dir: str | Path, options: DataOptions | None = None
         rows += _subject_rows(data, options, embed, rng)
     if options.request_facets:
         rows += request_rows(data, options, rng)
+    if options.breadth_facets:
+        rows += breadth_rows(data, options, rng)
     order = rng.permutation(len(rows))
     train = pa.Table.from_pylist([rows[int(i)] for i in order])
     validation_rows = _qa_rows(data / VALIDATION_FILE, "squad-dev",
@@ -454,3 +528,8 @@ def used_files() -> list[str]:
     """Every data file a training set is built from (checked against EVALUATION_ONLY by the tests)."""
     return [*QA_FILES.values(), VALIDATION_FILE, "banking77/train.parquet", "clustering/go_emotion.large.parquet",
             "sgd/sgd_intent_turns.parquet", "snips/snips_2017_intents.parquet", "nlupp/nlupp.parquet"]
+
+
+def used_facet_files() -> list[str]:
+    """The facet sets training reads: only those whose licence allows a shipped adapter."""
+    return [f"facets/{name}.parquet" for name in TRAINABLE_FACET_SETS]
