@@ -35,7 +35,10 @@ def existing_state(spark, config: JobConfig, existing: lake.ExistingOutput, usab
     vectors: at 100M rows x 576 floats that is the difference between reading
     ~10 GB and ~230 GB to learn that nothing changed. A Delta output written
     before status bits existed gets them once (`lake.add_status_columns`). A
-    Parquet output (rewritten whole by every run) is read as it is.
+    Parquet output (rewritten whole by every run) is read as it is. The files
+    another writer added or rewrote since our last commit (an UPDATE that nulled
+    vectors, a DELETE) are read by their vectors: their bits are repaired, never
+    trusted (`lake.files_changed_by_others`).
     """
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
@@ -52,23 +55,37 @@ def existing_state(spark, config: JobConfig, existing: lake.ExistingOutput, usab
         return None
     # a Parquet output carries old rows without bits into each rewrite: there the vectors decide
     by_bits = {n for n in usable if existing.format == "delta" and status_column(n) in names}
-    wanted = [config.input.key, KEY_HASH, ERROR, *[status_column(n) for n in by_bits],
-              *[embedding_column(n) for n in usable if n not in by_bits]]
-    present = [c for c in wanted if c in names]
-    if existing.format == "delta":
-        schema = lake.table_schema(config.output.path)
-        out = spark.read.schema(from_arrow_schema(pa.schema([schema.field(c) for c in present])))
-    else:
-        out = spark.read
-    out = out.parquet(*[spark_uri(f) for f in files])
+    foreign = set(files)
+    if by_bits:
+        changed = lake.files_changed_by_others(config.output.path)
+        foreign = set(files) if changed is None else set(changed)
+        if foreign:
+            log.warning("%d of %d output files were changed by another writer since this project's last commit: "
+                        "their rows' status is re-derived from the vectors, not trusted", len(foreign), len(files))
+    trusted = [f for f in files if f not in foreign]
     has_error = F.col(ERROR).isNotNull() if ERROR in names else F.lit(False)
-    cols = [F.col(quote(config.input.key)).alias("_k"),
-            (F.col(KEY_HASH) if KEY_HASH in names else F.lit(None).cast("string")).alias("_h")]
-    for name in usable:
-        has = (F.coalesce(F.col(status_column(name)), F.lit(False)) if name in by_bits
-               else F.col(embedding_column(name)).isNotNull())
-        cols.append((has | has_error).alias(f"_has_{name}"))
-    return out.select(*cols)
+
+    def state_of(paths: list[str], bits: set[str]):
+        wanted = [config.input.key, KEY_HASH, ERROR, *[status_column(n) for n in bits],
+                  *[embedding_column(n) for n in usable if n not in bits]]
+        present = [c for c in wanted if c in names]
+        if existing.format == "delta":
+            schema = lake.table_schema(config.output.path)
+            reader = spark.read.schema(from_arrow_schema(pa.schema([schema.field(c) for c in present])))
+        else:
+            reader = spark.read
+        out = reader.parquet(*[spark_uri(f) for f in paths])
+        cols = [F.col(quote(config.input.key)).alias("_k"),
+                (F.col(KEY_HASH) if KEY_HASH in names else F.lit(None).cast("string")).alias("_h")]
+        for name in usable:
+            has = (F.coalesce(F.col(status_column(name)), F.lit(False)) if name in bits
+                   else F.col(embedding_column(name)).isNotNull())
+            cols.append((has | has_error).alias(f"_has_{name}"))
+        return out.select(*cols)
+
+    parts = ([state_of(trusted, by_bits)] if trusted else []) + ([state_of(sorted(foreign), set())] if foreign
+                                                                  else [])
+    return parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
 
 
 @contextmanager

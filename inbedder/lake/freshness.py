@@ -124,6 +124,36 @@ def _recorded_rows(table, state: SourceState) -> bool:
     return False
 
 
+def _ours(commit: dict) -> bool:
+    """Every commit this project writes carries a run id or names its operation."""
+    return any(str(k).startswith("inbedder.") for k in commit)
+
+
+def files_changed_by_others(path: str) -> list[str] | None:
+    """The output's files that another writer added or rewrote since our newest commit (URIs, as
+    `output_files` names them): a run must not trust the status bits in those, so it re-derives them from
+    the vectors. An UPDATE or DELETE by another writer rewrites the files it touched, so those are exactly
+    the files to check. None when the log cannot say (no commit of ours in the last `_LOOK_BACK`): then
+    no file's bits can be trusted."""
+    from deltalake import DeltaTable
+
+    foreign: list[int] = []
+    for commit in DeltaTable(path).history(limit=_LOOK_BACK):
+        if _ours(commit):
+            break
+        if commit.get("operation") not in _ROWS_KEPT:
+            foreign.append(int(commit["version"]))
+    else:
+        return None
+    changed: set[str] = set()
+    for version in foreign:
+        after = set(DeltaTable(path, version=version).file_uris())
+        before = set(DeltaTable(path, version=version - 1).file_uris()) if version > 0 else set()
+        changed |= after - before
+    current = DeltaTable(path).file_uris()
+    return [f for f in current if f in changed]
+
+
 def _labels_only(commit: dict) -> bool:
     """`inbedder clusters` writes only its label column."""
     return str(commit.get("inbedder.operation", "")).startswith("cluster ")

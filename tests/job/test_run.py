@@ -152,6 +152,28 @@ def test_a_row_removed_from_the_output_by_hand_is_embedded_again_though_the_sour
         assert run_job(config).rows_embedded == 0
 
 
+def test_vectors_another_writer_nulled_or_deleted_are_embedded_again(cluster, tmp_path, delta_source, tiny_dirs):
+    """A foreign UPDATE leaves our status bits saying True over null vectors: the files it rewrote are read
+    by their vectors, so the rows are repaired, not reported as done (issue 29)."""
+    config = config_for(delta_source, tmp_path / "out", tiny_dirs["llama"])
+    run_job(config)
+    first = read_output(tmp_path / "out")
+    ids = first.column("id").to_pylist()
+    nulled, deleted = ids[10:30], ids[50:55]
+    table = DeltaTable(str(tmp_path / "out"))
+    listed = ", ".join(f"'{k}'" for k in nulled)
+    table.update(updates={"intent_embedding": "NULL"}, predicate=f"id IN ({listed})")
+    DeltaTable(str(tmp_path / "out")).delete(f"id IN ({', '.join(repr(k) for k in deleted)})")
+    assert sum(v is None for v in read_output(tmp_path / "out").column("intent_embedding").to_pylist()) == 20
+    again = run_job(config)
+    out = read_output(tmp_path / "out")
+    assert again.rows_embedded == 25 and out.column("id").equals(first.column("id"))
+    for name in QUESTIONS:
+        np.testing.assert_allclose(vectors(out, f"{name}_embedding"), vectors(first, f"{name}_embedding"), atol=1e-4)
+    assert out.column("_inbedder_has_intent").to_pylist() == [True] * out.num_rows
+    assert run_job(config).rows_embedded == 0  # repaired and recorded: nothing left to do
+
+
 def test_new_instruction_adds_a_column_without_recomputing(cluster, tmp_path, delta_source, tiny_dirs):
     run_job(config_for(delta_source, tmp_path / "out", tiny_dirs["llama"],
                        instructions={"intent": QUESTIONS["intent"]}))

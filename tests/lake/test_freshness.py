@@ -72,3 +72,25 @@ def test_the_record_keeps_the_failed_rows_and_reads_a_record_written_before_it_h
     assert lake.unchanged_state(path, "d1") == SourceState("d1", 3, 2)
     assert SourceState.from_property("d1:3")  # an older writer's record == SourceState("d1", 3, 0)
     assert SourceState.from_property("garbage") is None and SourceState.from_property("d1:x:1") is None
+
+
+def test_files_another_writer_rewrote_since_our_last_commit_are_named(tmp_path):
+    path = _output(tmp_path)
+    assert lake.files_changed_by_others(path) == []  # only our commits so far
+    write_deltalake(path, pa.table({"id": ["d"], KEY_HASH: ["h4"], "q_embedding": [4.0]}), mode="append")
+    appended = lake.files_changed_by_others(path)
+    assert len(appended) == 1 and appended[0] in DeltaTable(path).file_uris()
+    DeltaTable(path).update(updates={"q_embedding": "NULL"}, predicate="id = 'a'")  # rewrites a's file
+    changed = lake.files_changed_by_others(path)
+    assert len(changed) == 2 and set(appended) < set(changed)
+    rewritten = [f for f in changed if f not in appended]
+    assert pa.parquet.read_table(rewritten[0].removeprefix("file://")).column("id").to_pylist().count("a") == 1
+    DeltaTable(path).optimize.compact()  # keeps every row as it was: not a reason to distrust more
+    lake.record_source_state(path, SourceState("d1", 4))  # our commit: everything before it was seen
+    assert lake.files_changed_by_others(path) == []
+
+
+def test_without_a_commit_of_ours_in_the_log_no_file_is_trusted(tmp_path):
+    path = str(tmp_path / "foreign")
+    write_deltalake(path, pa.table({"id": ["a"], "q_embedding": [1.0]}))
+    assert lake.files_changed_by_others(path) is None
