@@ -193,13 +193,7 @@ def load_model(
 def apply_adapter(model: torch.nn.Module, folder: Path, base_digest: str,
                   name: str) -> tuple[torch.nn.Module, str, str]:
     """Merge a trained adapter (`inbedder train` output) into the weights; the digest covers both."""
-    record_path = folder / ADAPTER_RECORD
-    if not record_path.is_file():
-        raise ModelLoadError(f"{folder} is not an inbedder adapter (no inbedder_adapter.json)")
-    record = json.loads(record_path.read_text())
-    if record.get("base_weights") != base_digest:
-        raise ModelLoadError(f"adapter {folder} was trained on other base weights ({record.get('base_model')}, "
-                             f"{record.get('base_weights')}) than {name} ({base_digest})")
+    check_adapter_base(folder, base_digest, name)
     if (folder / "adapter_config.json").is_file():
         if not merge_plain_lora(model, folder):
             from peft import PeftModel
@@ -219,6 +213,17 @@ def apply_adapter(model: torch.nn.Module, folder: Path, base_digest: str,
     else:
         raise ModelLoadError(f"{folder} holds neither adapter_config.json nor trained_weights.safetensors")
     return model, adapter_digest(folder, base_digest), f"{name} + adapter {adapter_label(folder)}"
+
+
+def check_adapter_base(folder: Path, base_digest: str, name: str) -> None:
+    """An adapter merges only into the base it was trained on (its record names the base's digest)."""
+    record_path = Path(folder) / ADAPTER_RECORD
+    if not record_path.is_file():
+        raise ModelLoadError(f"{folder} is not an inbedder adapter (no inbedder_adapter.json)")
+    record = json.loads(record_path.read_text())
+    if record.get("base_weights") != base_digest:
+        raise ModelLoadError(f"adapter {folder} was trained on other base weights ({record.get('base_model')}, "
+                             f"{record.get('base_weights')}) than {name} ({base_digest})")
 
 
 def adapter_digest(folder: Path, base_digest: str) -> str:
@@ -248,6 +253,7 @@ def describe_weights(name_or_path: str | None, adapter: str | Path | None = None
     if adapter is None and name_or_path in (None, DEFAULT_MODEL):
         return SHIPPED_MODEL_NAME, adapter_digest(SHIPPED_ADAPTER, digest), masked
     if adapter is not None:
+        check_adapter_base(Path(adapter), digest, name)
         return f"{name} + adapter {adapter_label(Path(adapter))}", adapter_digest(Path(adapter), digest), masked
     return name, digest, masked
 

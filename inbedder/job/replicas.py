@@ -37,17 +37,10 @@ class Replica:
     """One engine. Created through `ray.remote`, never in the driver."""
 
     def __init__(self, model: ModelSettings, threads: int | None):
-        import torch
+        from inbedder.batches import engine_for
 
-        from inbedder.engine import InBedder
-
-        if threads:
-            torch.set_num_threads(threads)
-        self.model = InBedder.from_pretrained(
-            model.name, dtype=model.dtype, max_length=model.max_length, token_budget=model.token_budget,
-            allow_pickle=model.allow_pickle, adapter=model.adapter,
-        )
         self.settings = model
+        self.model = engine_for(model_spec(model, threads))
 
     def identity(self) -> dict:
         return self.model.metadata() | {"pid": os.getpid()}
@@ -58,6 +51,14 @@ class Replica:
                                   max_answer_tokens=self.settings.max_answer_tokens)
         return {"vectors": result.vectors, "errors": result.errors, "answers": result.answers,
                 "real_tokens": result.stats.real_tokens, "computed_tokens": result.stats.computed_tokens}
+
+
+def model_spec(model: ModelSettings, threads: int | None = None):
+    """The job's model settings as the spec every worker kind loads its engine by (`inbedder.batches`)."""
+    from inbedder.batches import ModelSpec
+
+    return ModelSpec(model.name, model.adapter, model.dtype, model.max_length, model.token_budget,
+                     model.allow_pickle, threads, model.answers, model.max_answer_tokens)
 
 
 def replica_count(settings: RaySettings, cluster_gpus: float) -> tuple[int, float]:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
+from inbedder.batches import vector_array
 from inbedder.job.replicas import PoolClient, PoolHandle
 from inbedder.lake import (ERROR, KEY_HASH, StagedFile, StagedWave, answer_column, embedding_column, quote,
                            status_column, write_staged_files)
@@ -73,12 +74,8 @@ def result_batch(chunk: pa.RecordBatch, result: dict, questions: dict[str, str],
         if f.name in chunk.schema.names:
             columns[f.name] = chunk.column(f.name)
     for name in questions:
-        vectors = np.ascontiguousarray(result["vectors"][name], dtype=np.float32)
-        n, dim = vectors.shape
-        offsets = pa.array(np.arange(0, (n + 1) * dim, dim, dtype=np.int32))
-        columns[embedding_column(name)] = pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1)),
-                                                                   mask=pa.array(failed))
-        columns[status_column(name)] = pa.array(np.ones(n, dtype=bool), mask=failed)
+        columns[embedding_column(name)] = vector_array(result["vectors"][name], failed)
+        columns[status_column(name)] = pa.array(np.ones(len(failed), dtype=bool), mask=failed)
         if result.get("answers"):
             columns[answer_column(name)] = pa.array(result["answers"][name], type=pa.string())
     columns[ERROR] = pa.array(result["errors"], type=pa.string())

@@ -50,6 +50,27 @@ class OutputMeta:
         return found
 
     @classmethod
+    def from_fields(cls, schema: pa.Schema) -> OutputMeta | None:
+        """A table written by `inbedder.spark.embed` or `inbedder.ray.Embed`: each vector field carries its
+        record (Arrow field metadata, or Spark's field metadata in the Parquet footer). Vectors of two models
+        in one table are refused."""
+        records = [json.loads(f.metadata[META_KEY.encode()]) for f in schema
+                   if f.metadata and META_KEY.encode() in f.metadata]
+        spark_row = (schema.metadata or {}).get(b"org.apache.spark.sql.parquet.row.metadata")
+        if not records and spark_row:
+            records = [f["metadata"][META_KEY] for f in json.loads(spark_row).get("fields", [])
+                       if META_KEY in f.get("metadata", {})]
+        if not records:
+            return None
+        models = {(r["model"], r["fingerprint"]) for r in records}
+        if len(models) > 1:
+            raise TableError(f"the vector columns were made by {len(models)} different models "
+                             f"({', '.join(sorted(m for m, _ in models))}): their vectors are not comparable")
+        first = records[0]
+        return cls(first["model"], first["fingerprint"], first["template"], int(first["dim"]), first.get("key") or "",
+                   {r["instruction"]: r["question"] for r in records})
+
+    @classmethod
     def from_properties(cls, props: dict[str, str]) -> OutputMeta | None:
         if f"{META_KEY}.fingerprint" not in props:
             return None
@@ -93,7 +114,7 @@ def existing_output(path: str, fmt: str) -> ExistingOutput | None:
         raise TableError(f"output {path} exists but holds no Parquet files: refusing to write into it")
     schema = pq.read_schema(files[0])
     raw = (schema.metadata or {}).get(META_KEY.encode())
-    meta = OutputMeta(**json.loads(raw)) if raw else None
+    meta = OutputMeta(**json.loads(raw)) if raw else OutputMeta.from_fields(schema)
     return ExistingOutput("parquet", None, meta, schema)
 
 
