@@ -113,3 +113,20 @@ def test_the_job_and_the_integrations_share_one_batch_path():
     from inbedder.job import replicas, waves
 
     assert "engine_for" in inspect.getsource(replicas.Replica) and "vector_array" in inspect.getsource(waves)
+
+
+def test_the_pipeline_example_runs_both_integrations_on_the_bundled_sample(cluster, tmp_path):
+    import importlib.util
+    from importlib.resources import files
+    from pathlib import Path
+
+    from inbedder.lake import open_output
+
+    spec = importlib.util.spec_from_file_location(
+        "example", Path(__file__).resolve().parents[1] / "jobs" / "inside_your_pipeline.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    sample = str(files("inbedder") / "data" / "banking77_sample.parquet")
+    assert example.with_spark(sample, str(tmp_path), spark=cluster) == 60
+    assert example.with_ray(sample, str(tmp_path)) == 60
+    assert open_output(str(tmp_path / "spark")).meta.fingerprint == open_output(str(tmp_path / "ray")).meta.fingerprint
