@@ -194,6 +194,36 @@ def query(index_dir, texts, k, table, queries_file, model_name, adapter, as_json
                 click.echo(f"  {h.score:.4f}  {h.key}{extra}")
 
 
+@main.command()
+@click.option("--index", "index_dirs", multiple=True, required=True, type=click.Path(file_okay=False),
+              help="An `inbedder index` output folder (repeat: one per question); all must share one model.")
+@click.option("--clusters", "cluster_dirs", multiple=True, type=click.Path(file_okay=False),
+              help="An `inbedder cluster` report folder, shown on the page for its question (repeatable).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but loopback needs a token.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option("--token-file", default=None, help="File holding the token every request must carry "
+                                                 "(or set INBEDDER_SERVE_TOKEN).")
+@click.option("--model", "model_name", default=None, help="Model the indexes were built with (default: the "
+                                                          "embedded default).")
+@click.option("--adapter", default=None, type=click.Path(exists=True, file_okay=False),
+              help="The adapter the indexes' vectors were made with.")
+@click.option("--max-texts", type=click.IntRange(1), default=32, show_default=True, help="Texts per request.")
+@click.option("--max-k", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--batch-window-ms", type=click.FloatRange(0), default=5.0, show_default=True,
+              help="How long a query waits for others to share its forward pass.")
+def serve(index_dirs, cluster_dirs, host, port, token_file, model_name, adapter, max_texts, max_k,
+          batch_window_ms) -> None:
+    """Serve the indexes over HTTP (/search, /indexes, /health) with a web page at /."""
+    require_extra("serve", "fastapi", "uvicorn", "faiss")
+    from inbedder.serve.app import serve as run_server
+    from inbedder.serve.settings import ServeSettings, read_token
+
+    settings = ServeSettings(tuple(index_dirs), tuple(cluster_dirs), host, port, read_token(token_file), model_name,
+                             adapter, max_texts=max_texts, max_k=max_k, batch_window_ms=batch_window_ms)
+    run_server(settings)
+
+
 @main.command(name="eval")
 @_model_options
 @click.option("--data-dir", default="../shared/data", show_default=True, type=click.Path(file_okay=False))

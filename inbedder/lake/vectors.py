@@ -54,6 +54,9 @@ class VectorSource:
         if instruction not in existing.meta.instructions or embedding_column(instruction) not in existing.schema.names:
             raise TableError(f"instruction {instruction!r} was never embedded in {path}; it has: "
                              f"{', '.join(sorted(existing.meta.instructions)) or 'none'}")
+        if not existing.meta.key or existing.meta.key not in existing.schema.names:
+            raise TableError(f"{path} records no key column to map vectors back to rows: embed it with key=... "
+                             "(inbedder.spark.embed, inbedder.ray.Embed)")
         return cls(path, existing.format, existing.version, existing.meta, instruction)
 
     def dataset(self) -> ds.Dataset:

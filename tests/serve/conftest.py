@@ -1,0 +1,49 @@
+"""A small two-question output table, its two indexes, and a running app over them."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pyarrow as pa
+import pytest
+
+QUESTIONS = {"intent": "What does the customer want?", "feeling": "How does the customer feel?"}
+TEXTS = [f"{verb} my {thing}" for verb in ("I lost", "please cancel", "thank you for", "why is", "I love", "help with")
+         for thing in ("card", "transfer", "account", "loan", "pin", "refund", "app")]
+
+
+def write_two_question_output(path, model, texts=TEXTS, version_tag="t"):
+    from inbedder import lake
+    from inbedder.lake import OutputMeta
+
+    columns = {"id": [f"k{i}" for i in range(len(texts))], "text": texts,
+               lake.KEY_HASH: [hashlib.sha256(t.encode()).hexdigest() for t in texts]}
+    for name, question in QUESTIONS.items():
+        columns[f"{name}_embedding"] = pa.array(list(model.encode(texts, question)), type=pa.list_(pa.float32()))
+    columns[lake.ERROR] = pa.array([None] * len(texts), type=pa.string())
+    data = pa.table(columns)
+    meta = OutputMeta(model.model_name, model.fingerprint, model.template, model.dim, "id", dict(QUESTIONS))
+    wave = lake.delta_transaction_version(str(path), version_tag) + 1
+    lake.commit_delta_wave(str(path), data, "id", meta, version_tag, wave,
+                           update_columns=[c for c in data.column_names if c != "id"])
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, llama):
+    from inbedder.index import build_index
+
+    root = tmp_path_factory.mktemp("serve")
+    write_two_question_output(root / "table", llama)
+    for name in QUESTIONS:
+        build_index(str(root / "table"), name, str(root / f"index_{name}"))
+    return root
+
+
+def make_app(root, model, **overrides):
+    from inbedder.serve.app import create_app
+    from inbedder.serve.indexes import IndexSet
+    from inbedder.serve.settings import ServeSettings
+
+    settings = ServeSettings((str(root / "index_intent"), str(root / "index_feeling")), reload_every_s=0.2,
+                             **overrides)
+    return create_app(settings, model, IndexSet(settings.indexes, model))
