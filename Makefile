@@ -10,7 +10,7 @@ AIRFLOW_VENV ?= .venv-airflow
 AIRFLOW_READY := $(AIRFLOW_VENV)/.ready
 export INBEDDER_CACHE ?= $(CURDIR)/.cache/inbedder
 
-.PHONY: setup demo neighbours test bench eval notebooks clean-cache
+.PHONY: setup demo neighbours test bench eval notebooks clean-cache browser
 
 setup: $(READY)
 
@@ -35,7 +35,13 @@ $(AIRFLOW_READY):
 	$(AIRFLOW_VENV)/bin/pip install -q apache-airflow==3.3.2 apache-airflow-providers-apache-spark==6.3.4
 	touch $@
 
-test: $(READY) $(AIRFLOW_READY)
+# the page's tests drive Debian's headless Chromium (browser downloads by pip/npm tools fail offline)
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+test: $(READY) $(AIRFLOW_READY) browser
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
