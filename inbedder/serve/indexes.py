@@ -60,8 +60,12 @@ class ServedIndex:
         m = self.manifest
         dataset = open_dataset(m.source, m.source_version)
         columns = [c for c in dataset.schema.names if not c.endswith("_embedding") and not c.startswith("_inbedder")]
-        wanted = pa.array(sorted({str(k) for k in keys}))
-        table = dataset.to_table(columns=columns, filter=pc.field(m.key).cast(pa.string()).isin(wanted))
+        key_type = dataset.schema.field(m.key).type
+        if pa.types.is_integer(key_type):  # in the column's own type, so Parquet statistics can skip row groups
+            where = pc.field(m.key).isin(pa.array(list(dict.fromkeys(keys))).cast(key_type))
+        else:  # strings (Delta exposes string_view, which the statistics can't compare with string)
+            where = pc.field(m.key).cast(pa.string()).isin(pa.array(sorted({str(k) for k in keys})))
+        table = dataset.to_table(columns=columns, filter=where)
         return {r[m.key]: {c: v for c, v in r.items()} for r in table.to_pylist()}
 
     def cluster_map(self, points: int) -> dict:
