@@ -6,6 +6,7 @@ rewritten beside the old one and swapped in. Nothing here imports Spark or Ray."
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -78,9 +79,17 @@ def commit_delta_wave(path: str, data: pa.Table, key: str, meta: OutputMeta, run
     return None
 
 
+# what delta-rs says when another writer committed first; any other failure (a schema error, a missing file, a
+# message that merely mentions a "version" or a "transaction") is not retried
+_CONFLICT = re.compile(r"version \d+ already exists|concurrent (append|delete|transaction|update|write)|"
+                       r"commit ?conflict|conflicting commit|(metadata|protocol) changed since last commit", re.I)
+
+
 def _is_conflict(exc: Exception) -> bool:
-    text = str(exc).lower()
-    return any(w in text for w in ("conflict", "already exists", "version", "concurrent", "transaction"))
+    """A commit lost a race with another writer (worth re-reading the table and trying again)."""
+    from deltalake.exceptions import CommitFailedError
+
+    return isinstance(exc, CommitFailedError) or bool(_CONFLICT.search(str(exc)))
 
 
 def _commit_delta_wave_once(path: str, data: pa.Table, key: str, meta: OutputMeta, run_id: str, wave: int,

@@ -206,3 +206,15 @@ def test_a_merge_source_is_materialized_only_when_its_key_range_meets_few_of_the
     assert merge["operationMetrics"]["num_target_files_removed"] == 1
     values = dict(zip(*table.to_pyarrow_table(columns=["id", "A_embedding"]).to_pydict().values()))
     assert len(values) == 1000 and values[510] == -1.0 and values[520] == -2.0 and values[511] == 511.0
+
+
+def test_only_real_commit_conflicts_are_retried():
+    from deltalake.exceptions import CommitFailedError, DeltaError
+
+    from inbedder.lake.commit import _is_conflict
+
+    assert _is_conflict(CommitFailedError("Commit failed: a concurrent transaction deleted data this operation read"))
+    assert _is_conflict(DeltaError("Transaction failed: Version 7 already exists"))
+    assert _is_conflict(DeltaError("Concurrent append failed"))
+    assert not _is_conflict(DeltaError("Schema error: invalid data type for version column"))
+    assert not _is_conflict(DeltaError("Generic error: transaction log file not found"))
