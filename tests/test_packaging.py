@@ -27,7 +27,8 @@ def test_the_base_install_lists_no_stage_dependency():
     base = " ".join(project["dependencies"]).lower()
     assert not [m for m in ("pyspark", "ray", "deltalake", "faiss", "peft", "scikit-learn", "matplotlib") if m in base]
     extras = project["optional-dependencies"]
-    assert {"job", "index", "train", "eval", "all"} <= set(extras) and "inbedder[job,index,train,eval]" in extras["all"]
+    assert {"job", "index", "train", "eval", "serve", "all"} <= set(extras)
+    assert "inbedder[job,index,train,eval,serve]" in extras["all"]
 
 
 def test_the_engine_and_cli_work_without_any_extra_and_a_stage_names_its_install(tiny_dirs):
