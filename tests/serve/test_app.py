@@ -148,3 +148,15 @@ def test_a_rebuilt_index_is_swapped_in_while_requests_run(tmp_path, llama):
         assert not errors
         versions = {v for v, _ in seen}
         assert len(versions) == 2 and {n for v, n in seen if v == max(versions)} == {43}
+
+
+def test_the_serve_command_ends_a_user_error_in_one_line(tmp_path, tiny_dirs, monkeypatch):
+    from click.testing import CliRunner
+
+    from inbedder.cli import main
+
+    monkeypatch.delenv("INBEDDER_SERVE_TOKEN", raising=False)
+    exposed = CliRunner().invoke(main, ["serve", "--index", str(tmp_path), "--host", "0.0.0.0"])
+    assert exposed.exit_code == 1 and exposed.output.count("\n") == 1 and "give a token" in exposed.output
+    missing = CliRunner().invoke(main, ["serve", "--index", str(tmp_path / "nope"), "--model", str(tiny_dirs["llama"])])
+    assert missing.exit_code == 1 and missing.output.count("\n") == 1 and "manifest.json not found" in missing.output
