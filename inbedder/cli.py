@@ -406,12 +406,23 @@ def train(config_file, overrides, resume) -> None:
     from inbedder.training import TrainConfig
     from inbedder.training import train as run_training
 
-    tree = yaml.safe_load(Path(config_file).read_text()) if config_file else {}
+    try:
+        tree = yaml.safe_load(Path(config_file).read_text()) if config_file else {}
+    except yaml.YAMLError as exc:
+        raise click.ClickException(f"{config_file} is not valid YAML: {' '.join(str(exc).split())}") from None
+    if tree is None:
+        tree = {}
+    if not isinstance(tree, dict):
+        raise click.ClickException(f"{config_file} must hold a mapping of TrainConfig fields, not a "
+                                   f"{type(tree).__name__}")
     for item in overrides:
         field_name, sep, value = item.partition("=")
         if not sep:
             raise click.UsageError(f"--set {item!r}: expected FIELD=VALUE")
-        tree[field_name.strip()] = yaml.safe_load(value)
+        try:
+            tree[field_name.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise click.UsageError(f"--set {item!r}: the value is not valid YAML") from None
     try:
         config = TrainConfig.model_validate(tree)
     except ValidationError as exc:

@@ -57,3 +57,23 @@ def test_embed_failures_print_one_line_and_log_the_detail(tmp_path, monkeypatch,
     assert err.count("\n") == 0 and "RuntimeError: something deep" in err
     log_file = err.rsplit("(traceback: ", 1)[1].rstrip(")")
     assert "Traceback" in open(log_file).read() and "with a second line" in open(log_file).read()
+
+
+def test_train_with_bad_yaml_and_eval_with_bad_before_end_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from inbedder.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    result = CliRunner().invoke(main, ["train", "--config", str(bad)])
+    assert result.exit_code == 1 and "is not valid YAML" in result.output and result.output.count("\n") == 1
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- a\n- b\n")
+    result = CliRunner().invoke(main, ["train", "--config", str(listed)])
+    assert result.exit_code == 1 and "must hold a mapping" in result.output
+    before = tmp_path / "before.json"
+    before.write_text("{not json")
+    (tmp_path / "clustering").mkdir()
+    result = CliRunner().invoke(main, ["eval", "--data-dir", str(tmp_path), "--test", "stsb", "--before", str(before)])
+    assert result.exit_code != 0 and "Traceback" not in result.output

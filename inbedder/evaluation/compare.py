@@ -35,7 +35,12 @@ def load_before(path: str | Path | None, data_dir: Path, options: EvalOptions) -
         raise EvaluationSetupError(str(exc)) from None
     if not path:
         return {}
-    before = json.loads(Path(path).read_text())
+    try:
+        before = json.loads(Path(path).read_text())
+    except (ValueError, OSError) as exc:
+        raise EvaluationSetupError(f"--before {path} is not an `inbedder eval` JSON file: {exc}") from None
+    if not isinstance(before, dict) or not before or not all(isinstance(r, dict) for r in before.values()):
+        raise EvaluationSetupError(f"--before {path} is not an `inbedder eval` JSON file (no model results)")
     try:
         same_samples(planned_sizes(data_dir, options), next(iter(before.values())))
     except ValueError as exc:
