@@ -210,7 +210,7 @@ def query(index_dir, texts, k, table, queries_file, model_name, adapter, as_json
               help="The adapter the indexes' vectors were made with.")
 @click.option("--max-texts", type=click.IntRange(1), default=32, show_default=True, help="Texts per request.")
 @click.option("--max-k", type=click.IntRange(1), default=100, show_default=True)
-@click.option("--batch-window-ms", type=click.FloatRange(0), default=5.0, show_default=True,
+@click.option("--batch-window-ms", type=click.FloatRange(0), default=10.0, show_default=True,
               help="How long a query waits for others to share its forward pass.")
 def serve(index_dirs, cluster_dirs, host, port, token_file, model_name, adapter, max_texts, max_k,
           batch_window_ms) -> None:
