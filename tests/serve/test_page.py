@@ -56,8 +56,16 @@ def server(served, llama, tmp_path_factory):
 def test_the_server_listens_on_loopback_only(server):
     import psutil
 
+    import ipaddress
+
+    def loopback(ip: str) -> bool:
+        address = ipaddress.ip_address(ip)
+        return address.is_loopback or bool(getattr(address, "ipv4_mapped", None) and address.ipv4_mapped.is_loopback)
+
     listening = [c for c in psutil.Process().net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN]
-    assert listening and all(c.laddr.ip == "127.0.0.1" for c in listening), listening
+    port = int(server.rsplit(":", 1)[1])
+    assert any(c.laddr.port == port and c.laddr.ip == "127.0.0.1" for c in listening), listening
+    assert all(loopback(c.laddr.ip) for c in listening), listening  # nor anything else this process started
 
 
 @pytest.fixture(scope="module")
