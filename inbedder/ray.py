@@ -52,16 +52,3 @@ class Embed:
         out = [embed_batch(b, self.text, self.questions, self.spec, self.fields, self.on_error) for b in batches]
         return pa.Table.from_batches(out)
 
-
-def embed_dataset(ds, text: str, questions: Mapping[str, str], *, concurrency: int = 1, num_gpus: float = 0,
-                  num_cpus: float | None = None, batch_size: int = 64, **options):
-    """`ds.map_batches(Embed, ...)` with the settings this stage needs; the model and columns are checked on the
-    driver first (one line), before any actor starts."""
-    check_request(ds.columns() if hasattr(ds, "columns") else [text], text, dict(questions),
-                  options.get("on_error", "row"))
-    vector_records(ModelSpec(options.get("model"), options.get("adapter"), options.get("dtype", "auto"),
-                             options.get("max_length", 512)), dict(questions), options.get("key"))
-    extra = {} if num_cpus is None else {"num_cpus": num_cpus}
-    return ds.map_batches(Embed, batch_format="pyarrow", batch_size=batch_size, concurrency=concurrency,
-                          num_gpus=num_gpus, fn_constructor_kwargs={"text": text, "questions": dict(questions),
-                                                                    **options}, **extra)

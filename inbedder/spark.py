@@ -63,15 +63,11 @@ def spark_field(field: pa.Field):
 
     from pyspark.sql.types import ArrayType, FloatType, StringType, StructField
 
-    kind = ArrayType(FloatType()) if pa_is_list(field) else StringType()
-    metadata = {"inbedder": json.loads(field.metadata[b"inbedder"])} if field.metadata else {}
-    return StructField(field.name, kind, True, metadata)
-
-
-def pa_is_list(field: pa.Field) -> bool:
     import pyarrow as pa
 
-    return pa.types.is_list(field.type)
+    kind = ArrayType(FloatType()) if pa.types.is_list(field.type) else StringType()
+    metadata = {"inbedder": json.loads(field.metadata[b"inbedder"])} if field.metadata else {}
+    return StructField(field.name, kind, True, metadata)
 
 
 def register(spark: SparkSession, name: str = "inbedder_embed", *, model: str | None = None,

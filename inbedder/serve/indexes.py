@@ -35,6 +35,16 @@ class ServedIndex:
     clusters: dict | None = None
     loaded_at: float = field(default_factory=time.time)
     _map: dict | None = None
+    _dataset: object | None = None
+
+    def dataset(self):
+        """The indexed table version: a Delta version is opened once (it never changes under the index); a
+        Parquet output, rewritten whole by each run, is opened per call."""
+        if self.manifest.source_version is None:
+            return open_dataset(self.manifest.source)
+        if self._dataset is None:
+            self._dataset = open_dataset(self.manifest.source, self.manifest.source_version)
+        return self._dataset
 
     @property
     def manifest(self) -> Manifest:
@@ -58,7 +68,7 @@ class ServedIndex:
         if not keys:
             return {}
         m = self.manifest
-        dataset = open_dataset(m.source, m.source_version)
+        dataset = self.dataset()
         columns = [c for c in dataset.schema.names if not c.endswith("_embedding") and not c.startswith("_inbedder")]
         key_type = dataset.schema.field(m.key).type
         if pa.types.is_integer(key_type):  # in the column's own type, so Parquet statistics can skip row groups
@@ -73,7 +83,7 @@ class ServedIndex:
         if self._map is not None:
             return self._map
         m = self.manifest
-        dataset = open_dataset(m.source, m.source_version)
+        dataset = self.dataset()
         label = cluster_column(m.instruction)
         columns = [m.key, embedding_column(m.instruction)] + ([label] if label in dataset.schema.names else [])
         table = dataset.to_table(columns=columns, filter=pc.field(embedding_column(m.instruction)).is_valid())
