@@ -5,7 +5,7 @@ commits one MERGE that rewrites the whole output: delta-rs writes no deletion ve
 holding a changed or gone key is copied. This times the alternatives on the same kind of table, each
 from a fresh copy of it:
 
-- `merge`: what the job does (`lake.commit.commit_delta_wave`: one streamed MERGE, gone keys deleted
+- `merge`: what the job does (`lake.DeltaOutput.merge_rows`: one streamed MERGE, gone keys deleted
   in it);
 - `rewrite`: our own copy-on-write (read each touched file, drop the keys, write it anew, one Delta
   transaction of remove + add actions), the way executors could do it without delta-rs's MERGE;

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from inbedder import lake
 from inbedder.errors import ClusterError
-from inbedder.lake import KEY_HASH, VectorSource, cluster_column, open_dataset, require_same_model
+from inbedder.lake import VectorSource, cluster_column, open_dataset, require_same_model
 
 if TYPE_CHECKING:
     from inbedder.engine import InBedder
@@ -184,21 +184,9 @@ def fetch_texts(source: VectorSource, data: ClusterData, wanted: np.ndarray, opt
 def write_clusters(source: VectorSource, data: ClusterData, labels: np.ndarray, k: int) -> str:
     """`NAME_cluster` for every row: the label where the text is unchanged, NULL elsewhere."""
     column = cluster_column(source.instruction)
-    key = source.meta.key
-    if source.format == "delta":
-        lake.write_cluster_labels(source.path, key, data.keys, data.hashes, column, pa.array(labels, pa.int32()),
-                                  f"cluster {source.instruction} k={k}")
-        return column
-    current = source.dataset().to_table()
-    by_key = dict(zip(data.keys.to_pylist(), zip(data.hashes.to_pylist(), labels.tolist())))
-    values = []
-    for k_, h in zip(current.column(key).cast(pa.string()).to_pylist(), current.column(KEY_HASH).to_pylist()):
-        hit = by_key.get(k_)
-        values.append(hit[1] if hit is not None and hit[0] == h else None)
-    if column in current.column_names:
-        current = current.drop_columns([column])
-    current = current.append_column(column, pa.array(values, pa.int32()))
-    lake.write_parquet_output(source.path, [current], source.meta, current.schema)
+    output = lake.open_output_table(source.path, source.format, source.meta.key)
+    output.write_cluster_labels(data.keys, data.hashes, column, pa.array(labels, pa.int32()),
+                                f"cluster {source.instruction} k={k}")
     return column
 
 

@@ -32,9 +32,8 @@ def write_output(path, model, keys: list[str], texts: list[str], *, with_text: b
     data = pa.table(columns | {"q_embedding": pa.array(list(vectors), type=pa.list_(pa.float32())),
                                lake.ERROR: pa.array([None] * len(keys), type=pa.string())})
     meta = OutputMeta(model.model_name, model.fingerprint, model.template, model.dim, "id", {"q": QUESTION})
-    wave = lake.delta_transaction_version(str(path), "t") + 1
-    lake.commit_delta_wave(str(path), data, "id", meta, "t", wave,
-                             update_columns=[c for c in data.column_names if c != "id"])
+    output = lake.DeltaOutput(str(path), "id")
+    output.merge_rows(data, meta, lake.WaveId("t", "t", output.committed_wave("t") + 1))
 
 
 @pytest.fixture(scope="session")

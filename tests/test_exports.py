@@ -11,11 +11,11 @@ def test_package_names_resolve_to_their_modules_objects():
     import inbedder.job as job
     import inbedder.lake as lake
     from inbedder.job.run import run_job
-    from inbedder.lake.commit import AppendCheck
+    from inbedder.lake.delta_output import DeltaOutput
     from inbedder.lake.staging import write_staged_files
 
     assert job.run_job is run_job
-    assert lake.AppendCheck is AppendCheck and lake.write_staged_files is write_staged_files
+    assert lake.DeltaOutput is DeltaOutput and lake.write_staged_files is write_staged_files
     assert "run_job" in job.__all__ and "write_staged_files" in lake.__all__
     assert all(getattr(lake, name) is not None for name in lake.__all__)
     assert all(getattr(job, name) is not None for name in job.__all__)
@@ -36,7 +36,7 @@ def test_a_spark_worker_running_a_wave_imports_neither_the_commit_path_nor_the_d
     loaded = json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                                        check=True).stdout)
     assert "inbedder.job.waves" in loaded and "inbedder.lake.staging" in loaded
-    for heavy in ("inbedder.job.run", "inbedder.lake.commit", "inbedder.job.settings", "pandas", "deltalake",
+    for heavy in ("inbedder.job.run", "inbedder.lake.delta_output", "inbedder.job.settings", "pandas", "deltalake",
                   "pydantic", "torch"):
         assert heavy not in loaded, heavy
 
@@ -44,10 +44,10 @@ def test_a_spark_worker_running_a_wave_imports_neither_the_commit_path_nor_the_d
 def test_dir_lists_the_lazy_names_before_they_are_imported():
     """Tab completion and `help()` see a package's names without importing their modules."""
     probe = ("import json, sys, inbedder, inbedder.lake; "
-             "print(json.dumps([dir(inbedder.lake), dir(inbedder), 'inbedder.lake.commit' in sys.modules, "
+             "print(json.dumps([dir(inbedder.lake), dir(inbedder), 'inbedder.lake.delta_output' in sys.modules, "
              "'torch' in sys.modules]))")
     lake_names, top_names, commit_loaded, torch_loaded = json.loads(
         subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout)
-    assert {"AppendCheck", "open_snapshot", "write_staged_files", "__doc__"} <= set(lake_names)
+    assert {"DeltaOutput", "open_snapshot", "write_staged_files", "__doc__"} <= set(lake_names)
     assert {"InBedder", "Embeddings", "__version__"} <= set(top_names)
     assert not commit_loaded and not torch_loaded

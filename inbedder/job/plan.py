@@ -160,7 +160,6 @@ class Plan:
     state: Any | None  # the output's keys and hashes as of the start (None: no output yet)
     instructions: InstructionPlan
     new_keys: dict[tuple[bool, ...], int] = field(default_factory=dict)  # rows per combo whose key is new
-    base_version: int = -1  # the output's version whose keys `state` holds (-1: no output yet)
     gone_rows: int = 0  # output rows whose key left the source (in `todo` with `_gone`)
 
     @property

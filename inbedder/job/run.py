@@ -41,11 +41,12 @@ def run_job(config: JobConfig) -> RunReport:
     snapshot = lake.open_snapshot(config.input.path, config.input.format, config.input.version)
     check_source(snapshot, config)
     run_id = config.run_id or default_run_id(config, snapshot.version)
-    existing = lake.existing_output(config.output.path, config.output.format)
-    check_key_unchanged(existing, snapshot, config)
-    run = _Run(config, snapshot, existing, RunReport(run_id, config.input.path, snapshot.version,
-                                                     config.output.path, config.output.format), started)
-    if not made_by_this_model(existing, config):
+    output = lake.open_output_table(config.output.path, config.output.format, config.input.key,
+                                    config.output.target_file_mb and config.output.target_file_mb * 2**20)
+    check_key_unchanged(output.existing, snapshot, config)
+    run = _Run(config, snapshot, output, RunReport(run_id, config.input.path, snapshot.version,
+                                                   config.output.path, config.output.format), started)
+    if not made_by_this_model(output.existing, config):
         run.first_run()
     elif not run.unchanged_since_last_run():
         run.rerun()
@@ -76,14 +77,18 @@ def _index_step(config: JobConfig) -> float:
 
 @dataclass
 class _Run:
-    """One run's inputs and its report, shared by its steps (the only state they mutate is the report)."""
+    """One run's inputs, its output table and its report, shared by its steps."""
 
     config: JobConfig
     snapshot: lake.Snapshot
-    existing: lake.ExistingOutput | None
+    output: lake.OutputTable  # opened once: every read of the output's state and every write goes through it
     report: RunReport
     started: float
-    gone_deleted: bool = False  # the keys that left the source went out with a wave's MERGE
+
+    @property
+    def existing(self) -> lake.ExistingOutput | None:
+        """What the output held when the run opened it."""
+        return self.output.existing
 
     # --- the three ways a run starts -------------------------------------------------
 
@@ -91,9 +96,9 @@ class _Run:
         """The source snapshot and settings are those of the output's last run, and no commit since has touched
         its rows: done, having read only the output's log (no Spark, no Ray, no model)."""
         existing, report = self.existing, self.report
-        if existing is None or existing.meta is None or existing.format != "delta":
+        if existing is None or existing.meta is None:
             return False
-        state = lake.unchanged_state(self.config.output.path, self.digest(existing.meta.fingerprint))
+        state = self.output.unchanged_state(self.digest(existing.meta.fingerprint))
         if state is None:
             return False
         check_existing(existing, existing.meta, self.config)
@@ -102,7 +107,7 @@ class _Run:
         report.instructions = {n: InstructionCounts(skipped=rows) for n in self.config.instructions}
         report.output_version = existing.version
         report.seconds["start_up"] = time.perf_counter() - self.started
-        lake.sweep_staging(self.config.output.path)
+        self.output.sweep_staging()
         log.info("nothing to embed: the source and the settings are those of the output's last run "
                  "(no Spark read; no replica was started)%s",
                  f"; {state.failed} of its rows failed then (their errors are in the output)" if state.failed else "")
@@ -170,9 +175,9 @@ class _Run:
             check_existing(self.existing, meta, config)
             # a re-run planned while the replicas started: its read time is not start-up
             report.seconds["start_up"] = time.perf_counter() - self.started - (report.seconds["read"] if plan else 0)
-            with lake.StagingLease(config.output.path, f"{report.run_id}/{attempt}"), spark_failures_explained():
+            with self.output.writing(report.run_id, attempt), spark_failures_explained():
                 plan = plan or self.plan(spark)
-                self.execute(spark, plan, meta, handle, attempt)
+                self.execute(spark, plan, meta, handle)
         finally:
             for actor in actors:
                 ray.kill(actor)
@@ -203,11 +208,9 @@ class _Run:
         recorded = existing.meta.instructions if existing and existing.meta else {}
         instructions = plan_instructions(config.instructions, recorded,
                                          set(existing.schema.names) if existing else set())
-        if instructions.changed and existing is not None and existing.format == "delta":
+        if instructions.changed and existing is not None:
             report.seconds["commit"] += self._clear_columns(instructions.changed)
-        # the version whose keys the state holds, read before its files: an append is checked against it
-        base_version = lake.delta_version(config.output.path) if existing and existing.format == "delta" else -1
-        state = existing_state(spark, config, existing, instructions.usable) if existing is not None else None
+        state = existing_state(spark, config, self.output, instructions.usable) if existing is not None else None
         if state is None:
             todo = df.select("*", *[F.lit(True).alias(f"_miss_{n}") for n in names], F.lit(True).alias("_new"),
                              F.lit(False).alias("_gone"), F.lit(None).cast(df.schema[key].dataType).alias("_k"))
@@ -237,57 +240,48 @@ class _Run:
         log.info("plan: joined with the output's state in %.1f s: %d rows to embed (%d of new keys), %d keys gone",
                  time.perf_counter() - t_join, sum(combos.values()), sum(new_keys.values()), gone)
         report.instructions = {n: InstructionCounts() for n in names}
-        return Plan(df, todo, combos, state, instructions, new_keys, base_version, gone)
+        return Plan(df, todo, combos, state, instructions, new_keys, gone)
 
     def _clear_columns(self, changed: list[str]) -> float:
         t0 = time.perf_counter()
         log.info("instruction text changed for %s: clearing those vectors before re-embedding", ", ".join(changed))
-        lake.clear_columns(self.config.output.path,
-                           [c for n in changed for c in vector_columns(n, self.config.model.answers)])
+        self.output.clear_columns([c for n in changed for c in vector_columns(n, self.config.model.answers)])
         return time.perf_counter() - t0
 
     # --- execute ------------------------------------------------------------------------
 
-    def execute(self, spark, plan: Plan, meta: OutputMeta, handle: PoolHandle, attempt: str) -> None:
+    def execute(self, spark, plan: Plan, meta: OutputMeta, handle: PoolHandle) -> None:
         """Embed the plan's rows wave by wave through the replicas, committing each wave, then finish."""
         from pyspark.sql import functions as F
 
-        config, report = self.config, self.report
+        config, report, output = self.config, self.report, self.output
         key, names = config.input.key, list(config.instructions)
-        stale = [c for n in plan.instructions.stale for c in vector_columns(n)]
-        delta = config.output.format == "delta"
-        parquet_parts: list[pa.Table] = []
-        wave_seq = lake.delta_transaction_version(config.output.path, report.run_id) + 1 if delta else 0
+        stale = tuple(c for n in plan.instructions.stale for c in vector_columns(n))
+        recorded = meta_with(meta, self.existing)
         counters = WaveCounters(spark)
         progress = PolledProgress(plan.rows_to_embed, lambda: counters.rows.value, enabled=config.progress)
         embed_seconds = 0.0
         waves = plan.waves(names, config.output.wave_rows)
-        append_check = lake.AppendCheck(plan.base_version)
         by_wave = _rows_by_wave(plan.todo, names, key, waves)
         # keys that left the source are deleted by the last planned MERGE, which rewrites their files anyway
         fold_into = (max((i for i, w in enumerate(waves) if not w.new_keys), default=None)
-                     if delta and config.output.mode == "sidecar" and plan.gone_rows else None)
+                     if output.deletes_with_a_wave and self.gone_to_delete(plan) else None)
         try:
             for index, wave in enumerate(waves):
                 t0 = time.perf_counter()
                 rows = by_wave.where(F.col("_wave") == index)
-                staged = lake.staging_dir(config.output.path, f"{report.run_id}/{attempt}/wave-{wave_seq}")
+                wave_id = output.next_wave()
                 wave_files = run_wave(spark, config, rows, wave.expected_rows,
                                       output_schema(config, self.snapshot.schema, list(wave.instructions)),
-                                      wave.instructions, handle, staged, counters)
+                                      wave.instructions, handle, output.staging_for(wave_id), counters)
                 t1 = time.perf_counter()
                 embed_seconds += t1 - t0
                 self._count(wave_files, wave.instructions)
-                if delta:
-                    gone = _gone_keys(plan) if index == fold_into else None
-                    self._commit_delta(wave_files, wave.new_keys, meta, attempt, wave_seq, append_check, stale, gone)
-                    if gone is not None:
-                        report.rows_deleted, self.gone_deleted = len(gone), True
-                    lake.remove_staging(config.output.path, f"{report.run_id}/{attempt}/wave-{wave_seq}")
-                else:
-                    parquet_parts.append(wave_files.table())
+                gone = _gone_keys(plan) if index == fold_into else None
+                written = output.write(wave_id, lake.WaveWrite(wave_files, wave.new_keys, stale, gone), recorded)
+                report.waves_appended += written.how == "append"
+                report.output_version = written.version if written.version is not None else report.output_version
                 report.waves += 1
-                wave_seq += 1
                 report.wave_commit_seconds.append(time.perf_counter() - t1)
                 report.seconds["commit"] += report.wave_commit_seconds[-1]
         finally:
@@ -298,29 +292,12 @@ class _Run:
         report.rows_per_second = embedded / embed_seconds if embed_seconds else 0.0
         computed = counters.computed_tokens.value
         report.padding_share = 1 - counters.real_tokens.value / computed if computed else 0.0
-        self.finish(plan, meta, parquet_parts)
-        lake.remove_staging(config.output.path, f"{report.run_id}/{attempt}")
+        self.finish(plan, meta)
 
-    def _commit_delta(self, wave: lake.StagedWave, new_keys: bool, meta: OutputMeta, attempt: str, wave_seq: int,
-                      append_check: lake.AppendCheck, stale: list[str], gone: pa.Array | None = None) -> None:
-        """A wave of new keys is appended (its staged files added to the log); any other is upserted by key
-        (and deletes the `gone` keys in the same transaction)."""
-        config, report = self.config, self.report
-        target = config.output.target_file_mb and config.output.target_file_mb * 2**20
-        recorded = meta_with(meta, self.existing)
-        if new_keys:
-            version, how = lake.commit_delta_append(config.output.path, wave, config.input.key, recorded,
-                                                    report.run_id, attempt, wave_seq, append_check,
-                                                    target_file_bytes=target, null_when_changed=stale)
-            report.waves_appended += how == "append"
-        else:
-            data = wave.table()
-            version = lake.commit_delta_wave(config.output.path, data, config.input.key, recorded, report.run_id,
-                                             wave_seq, update_columns=[c for c in data.column_names
-                                                                       if c != config.input.key],
-                                             null_when_changed=stale, target_file_bytes=target, attempt=attempt,
-                                             gone=gone, check=append_check)
-        report.output_version = version if version is not None else report.output_version
+    def gone_to_delete(self, plan: Plan) -> int:
+        """Output rows whose key left the source: a sidecar output drops them; a merge into the source keeps
+        every row it has."""
+        return plan.gone_rows if self.config.output.mode == "sidecar" else 0
 
     def _count(self, wave: lake.StagedWave, instructions: tuple[str, ...]) -> None:
         errors = wave.errors
@@ -341,34 +318,27 @@ class _Run:
         check_existing(existing, meta, self.config)
         self.report.model, self.report.fingerprint = meta.model, meta.fingerprint
         self.report.seconds["start_up"] = time.perf_counter() - self.started - self.report.seconds["read"]
-        self.finish(plan, meta, [])
-        lake.sweep_staging(self.config.output.path)
+        self.finish(plan, meta)
         log.info("nothing to embed: the output already holds every vector%s",
                  " (the replicas started beside the plan were stopped unused)" if self.report.replicas_started
                  else " (no replica was started)")
 
-    def finish(self, plan: Plan, meta: OutputMeta, parquet_parts: list[pa.Table]) -> None:
-        """Count what was skipped, remove rows whose key left the source, record the output's metadata."""
+    def finish(self, plan: Plan, meta: OutputMeta) -> None:
+        """Count what was skipped, then complete the output's writes: rows whose key left the source go,
+        the record and what this run read are stored."""
         from pyspark.sql import functions as F
 
-        config, report, existing = self.config, self.report, self.existing
+        config, report = self.config, self.report
         key, df = config.input.key, plan.df
         for c in report.instructions.values():
             c.skipped = report.rows_read - c.embedded - c.failed
         t_commit = time.perf_counter()
-        if config.output.format == "delta":
-            if config.output.mode == "sidecar" and plan.gone_rows and not self.gone_deleted:
-                report.rows_deleted = lake.delete_keys(config.output.path, key, _gone_keys(plan), report.run_id)
-            if report.waves == 0 and existing is not None:
-                lake.set_output_meta(config.output.path, meta_with(meta, existing),
-                                     config.output.target_file_mb and config.output.target_file_mb * 2**20)
-            lake.record_source_state(config.output.path, lake.SourceState(self.digest(meta.fingerprint),
-                                                                          report.rows_read, report.rows_failed))
-            report.output_version = lake.delta_version(config.output.path)
-        else:  # Parquet output is rewritten whole at each run (no log to commit to): the source keys are needed
-            keys = df.select(F.col(quote(key))).toArrow().column(key)
-            report.rows_deleted = lake.commit_parquet_output(config.output.path, existing, parquet_parts, key, keys,
-                                                             meta_with(meta, existing))
+        report.rows_deleted = self.output.complete(lake.Completion(
+            report.run_id, meta_with(meta, self.existing),
+            lake.SourceState(self.digest(meta.fingerprint), report.rows_read, report.rows_failed),
+            self.gone_to_delete(plan), gone_keys=lambda: _gone_keys(plan),
+            source_keys=lambda: df.select(F.col(quote(key))).toArrow().column(key)))
+        report.output_version = self.output.version
         report.seconds["commit"] += time.perf_counter() - t_commit
         df.unpersist()
         plan.todo.unpersist()

@@ -28,52 +28,34 @@ def read_source(spark, snapshot: lake.Snapshot):
     return reader.parquet(*[spark_uri(f) for f in snapshot.files])
 
 
-def existing_state(spark, config: JobConfig, existing: lake.ExistingOutput, usable: list[str]):
+def existing_state(spark, config: JobConfig, output: lake.OutputTable, usable: list[str]):
     """Per output row: its key, the hash of the text its vectors came from, and which vectors it has.
 
     Read from the key, the hash and one status bit per instruction, never from the
     vectors: at 100M rows x 576 floats that is the difference between reading
-    ~10 GB and ~230 GB to learn that nothing changed. A Delta output written
-    before status bits existed gets them once (`lake.add_status_columns`). A
-    Parquet output (rewritten whole by every run) is read as it is. The files
-    another writer added or rewrote since our last commit (an UPDATE that nulled
-    vectors, a DELETE) are read by their vectors: their bits are repaired, never
-    trusted (`lake.files_changed_by_others`).
+    ~10 GB and ~230 GB to learn that nothing changed. The output says which files'
+    bits hold (`OutputTable.state_files`); the rest (written before the bits, or
+    changed by another writer since our last commit) are read by their vectors, so a
+    foreign change is repaired, never trusted.
     """
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    names = set(existing.schema.names)
-    if existing.format == "delta":
-        missing = [n for n in usable if status_column(n) not in names]
-        if missing:
-            log.info("adding status columns for %s (once: later runs read them instead of the vectors)",
-                     ", ".join(missing))
-            names |= set(lake.add_status_columns(config.output.path, missing))
-    files = lake.output_files(config.output.path, existing.format)  # after that rewrite, if any
-    if not files:
+    files = output.state_files(usable)
+    if files is None:
         return None
-    # a Parquet output carries old rows without bits into each rewrite: there the vectors decide
-    by_bits = {n for n in usable if existing.format == "delta" and status_column(n) in names}
-    foreign = set(files)
-    if by_bits:
-        changed = lake.files_changed_by_others(config.output.path)
-        foreign = set(files) if changed is None else set(changed)
-        if foreign:
-            log.warning("%d of %d output files were changed by another writer since this project's last commit: "
-                        "their rows' status is re-derived from the vectors, not trusted", len(foreign), len(files))
-    trusted = [f for f in files if f not in foreign]
+    assert output.existing is not None
+    schema = files.schema if files.schema is not None else output.existing.schema
+    names = set(schema.names)
     has_error = F.col(ERROR).isNotNull() if ERROR in names else F.lit(False)
 
-    def state_of(paths: list[str], bits: set[str]):
+    def state_of(paths: tuple[str, ...], bits: frozenset[str]):
         wanted = [config.input.key, KEY_HASH, ERROR, *[status_column(n) for n in bits],
                   *[embedding_column(n) for n in usable if n not in bits]]
         present = [c for c in wanted if c in names]
-        if existing.format == "delta":
-            schema = lake.table_schema(config.output.path)
-            reader = spark.read.schema(from_arrow_schema(pa.schema([schema.field(c) for c in present])))
-        else:
-            reader = spark.read
+        reader = spark.read
+        if files.schema is not None:  # every file read with the table's columns, NULL where a file lacks one
+            reader = reader.schema(from_arrow_schema(pa.schema([files.schema.field(c) for c in present])))
         out = reader.parquet(*[spark_uri(f) for f in paths])
         cols = [F.col(quote(config.input.key)).alias("_k"),
                 (F.col(KEY_HASH) if KEY_HASH in names else F.lit(None).cast("string")).alias("_h")]
@@ -83,8 +65,8 @@ def existing_state(spark, config: JobConfig, existing: lake.ExistingOutput, usab
             cols.append((has | has_error).alias(f"_has_{name}"))
         return out.select(*cols)
 
-    parts = ([state_of(trusted, by_bits)] if trusted else []) + ([state_of(sorted(foreign), set())] if foreign
-                                                                  else [])
+    parts = ([state_of(files.by_bits, files.bits)] if files.by_bits else []) + \
+        ([state_of(files.by_vectors, frozenset())] if files.by_vectors else [])
     return parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
 
 

@@ -5,16 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
-from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 from inbedder.errors import TableError
-from inbedder.lake.columns import META_KEY, STAGING
-from inbedder.lake.paths import is_remote
-from inbedder.lake.snapshot import is_delta_table
+from inbedder.lake.columns import META_KEY
 
 
 @dataclass
@@ -86,57 +81,6 @@ class ExistingOutput:
     version: int | None
     meta: OutputMeta | None
     schema: pa.Schema
-
-
-def existing_output(path: str, fmt: str) -> ExistingOutput | None:
-    from deltalake import DeltaTable
-
-    if not is_remote(path):
-        here = Path(path)
-        if here.exists() and not here.is_dir():
-            raise TableError(f"output {path} is a file, not a folder: choose a folder path for the output table")
-        blocking = next((p for p in here.parents if p.exists() and not p.is_dir()), None)
-        if blocking is not None:
-            raise TableError(f"output {path} can't be created: {blocking} is a file, not a folder")
-
-    if fmt == "delta":
-        if not is_delta_table(path):
-            if not is_remote(path) and Path(path).exists() and any(p.name != STAGING for p in Path(path).iterdir()):
-                raise TableError(f"output {path} exists and is not a Delta table: refusing to write into it")
-            return None
-        table = DeltaTable(path)
-        return ExistingOutput("delta", table.version(), OutputMeta.from_delta(table.metadata()),
-                              pa.schema(table.schema().to_arrow()))
-    if not Path(path).exists():
-        return None
-    files = [f for f in ds.dataset(path, format="parquet").files]
-    if not files:
-        raise TableError(f"output {path} exists but holds no Parquet files: refusing to write into it")
-    schema = pq.read_schema(files[0])
-    raw = (schema.metadata or {}).get(META_KEY.encode())
-    meta = OutputMeta(**json.loads(raw)) if raw else OutputMeta.from_fields(schema)
-    return ExistingOutput("parquet", None, meta, schema)
-
-
-def delta_version(path: str) -> int:
-    from deltalake import DeltaTable
-
-    return DeltaTable(path).version()
-
-
-def table_schema(path: str) -> pa.Schema:
-    """A Delta table's current schema (every file read with it gets every column, NULL where a file lacks one)."""
-    from deltalake import DeltaTable
-
-    return pa.schema(DeltaTable(path).schema().to_arrow())
-
-
-def output_files(path: str, fmt: str) -> list[str]:
-    if fmt == "delta":
-        from deltalake import DeltaTable
-
-        return list(DeltaTable(path).file_uris())
-    return list(ds.dataset(path, format="parquet").files)
 
 
 def require_same_model(where: str, recorded: tuple[str, str], used: tuple[str, str], fix: str,

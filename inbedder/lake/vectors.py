@@ -13,7 +13,8 @@ import pyarrow.dataset as ds
 
 from inbedder.errors import TableError
 from inbedder.lake.columns import KEY_HASH, embedding_column
-from inbedder.lake.meta import ExistingOutput, OutputMeta, existing_output
+from inbedder.lake.meta import ExistingOutput, OutputMeta
+from inbedder.lake.output import existing_output
 from inbedder.lake.paths import is_remote
 from inbedder.lake.snapshot import table_format
 

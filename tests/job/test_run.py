@@ -297,13 +297,13 @@ def test_only_the_keys_that_left_the_source_reach_the_driver(cluster, tmp_path, 
     gone = kept.column("id").to_pylist()[7:9]
     pq.write_table(kept.filter(pc.invert(pc.is_in(kept.column("id"), pa.array(gone)))), src)
     seen: list[list] = []
-    real_delete = lake.delete_keys
+    real_delete = lake.DeltaOutput.delete_keys
 
-    def spy(path, key, keys, run_id):
+    def spy(output, keys, run_id):
         seen.append(keys.to_pylist())
-        return real_delete(path, key, keys, run_id)
+        return real_delete(output, keys, run_id)
 
-    monkeypatch.setattr(lake, "delete_keys", spy)
+    monkeypatch.setattr(lake.DeltaOutput, "delete_keys", spy)
     report = run_job(config)
     assert len(seen) == 1 and sorted(seen[0]) == sorted(gone)  # two keys, not the table's 50
     assert report.rows_deleted == 2 and read_output(tmp_path / "out").num_rows == 48
@@ -528,7 +528,7 @@ def test_the_state_of_a_rerun_is_read_from_status_bits_not_vectors(cluster, tmp_
     run_job(config)
     out = read_output(tmp_path / "out")
     assert out.column(lake.status_column("intent")).to_pylist() == [True] * 60
-    state = existing_state(cluster, config, lake.existing_output(str(tmp_path / "out"), "delta"), list(QUESTIONS))
+    state = existing_state(cluster, config, lake.DeltaOutput(str(tmp_path / "out"), "id"), list(QUESTIONS))
     schema = _read_schema(state)
     assert "_inbedder_has_intent" in schema and "_embedding" not in schema, schema
     assert state.where("_has_intent AND _has_feeling").count() == 60

@@ -26,7 +26,7 @@ def test_compaction_keeps_rows_and_metadata_in_fewer_files(tmp_path):
         keys = [f"k{wave}-{i}" for i in range(20)]
         data = pa.table({"id": keys, KEY_HASH: keys, "q_embedding": pa.array([[float(i)] for i in range(20)],
                                                                            pa.list_(pa.float32()))})
-        lake.commit_delta_wave(path, data, "id", meta, "run", wave, update_columns=["q_embedding", KEY_HASH])
+        lake.DeltaOutput(path, "id").merge_rows(data, meta, lake.WaveId("run", "a", wave))
     before = DeltaTable(path).to_pyarrow_table().sort_by("id")
     files_before = len(DeltaTable(path).file_uris())
     result = CliRunner().invoke(main, ["optimize", "--table", path])
@@ -35,7 +35,7 @@ def test_compaction_keeps_rows_and_metadata_in_fewer_files(tmp_path):
     assert len(after.file_uris()) == 1 < files_before and f"{files_before} -> 1 files" in result.output
     assert after.to_pyarrow_table().sort_by("id").equals(before)
     assert lake.OutputMeta.from_delta(after.metadata()) == meta
-    assert lake.delta_transaction_version(path, "run") == 5  # the waves' idempotence record survives
+    assert lake.DeltaOutput(path, "id").committed_wave("run") == 5  # the waves' idempotence record survives
     orphan = tmp_path / "out" / "part-p00000-000-killed.parquet"  # moved in by a run killed before its commit
     orphan.write_bytes((tmp_path / "out" / Path(after.file_uris()[0]).name).read_bytes())
     vacuumed = CliRunner().invoke(main, ["optimize", "--table", path, "--vacuum-hours", "0"])

@@ -13,8 +13,8 @@ from inbedder.lake import KEY_HASH, OutputMeta, SourceState, Snapshot
 def _output(tmp_path) -> str:
     path = str(tmp_path / "out")
     rows = pa.table({"id": ["a", "b", "c"], KEY_HASH: ["h1", "h2", "h3"], "q_embedding": [1.0, 2.0, 3.0]})
-    lake.commit_delta_wave(path, rows, "id", OutputMeta("m", "f", "t", 1, "id", {"q": "q?"}), "r", 0,
-                           update_columns=rows.column_names[1:])
+    lake.DeltaOutput(path, "id").merge_rows(rows, OutputMeta("m", "f", "t", 1, "id", {"q": "q?"}),
+                                            lake.WaveId("r", "a", 0))
     return path
 
 
@@ -28,9 +28,9 @@ def test_the_record_holds_until_a_commit_may_have_changed_rows(tmp_path):
     assert DeltaTable(path).version() == version  # recording the same state again commits nothing
     # commits that keep every row: compaction, properties, cluster labels
     DeltaTable(path).optimize.compact()
-    lake.set_output_meta(path, OutputMeta("m", "f", "t", 1, "id", {"q": "q?"}), target_file_bytes=2**20)
-    lake.write_cluster_labels(path, "id", pa.array(["a"]), pa.array(["h1"]), "q_cluster", pa.array([0], pa.int32()),
-                              "cluster q k=2")
+    lake.DeltaOutput(path, "id", target_file_bytes=2**20).set_meta(OutputMeta("m", "f", "t", 1, "id", {"q": "q?"}))
+    lake.DeltaOutput(path, "id").write_cluster_labels(pa.array(["a"]), pa.array(["h1"]), "q_cluster",
+                                                      pa.array([0], pa.int32()), "cluster q k=2")
     assert lake.unchanged_state(path, "d1") == SourceState("d1", 3)
     DeltaTable(path).delete("id = 'b'")  # someone removed a row: the next run must plan
     assert lake.unchanged_state(path, "d1") is None

@@ -23,9 +23,8 @@ def write_two_question_output(path, model, texts=TEXTS, version_tag="t"):
     columns[lake.ERROR] = pa.array([None] * len(texts), type=pa.string())
     data = pa.table(columns)
     meta = OutputMeta(model.model_name, model.fingerprint, model.template, model.dim, "id", dict(QUESTIONS))
-    wave = lake.delta_transaction_version(str(path), version_tag) + 1
-    lake.commit_delta_wave(str(path), data, "id", meta, version_tag, wave,
-                           update_columns=[c for c in data.column_names if c != "id"])
+    output = lake.DeltaOutput(str(path), "id")
+    output.merge_rows(data, meta, lake.WaveId(version_tag, "t", output.committed_wave(version_tag) + 1))
 
 
 @pytest.fixture(scope="module")
