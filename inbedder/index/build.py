@@ -115,4 +115,4 @@ def count_and_sample(source: VectorSource, options: BuildOptions) -> tuple[int, 
 def with_ids(index, choice: IndexChoice):
     import faiss
 
-    return index if choice.kind == "ivf" else faiss.IndexIDMap2(index)
+    return index if choice.spec.takes_ids else faiss.IndexIDMap2(index)

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from inbedder.errors import IndexBuildError
+from inbedder.index.kinds import IndexKind, kind_of_factory, nlist_of
 
 
 @dataclass(frozen=True)
@@ -13,6 +14,11 @@ class IndexChoice:
     factory: str
     kind: str  # flat | hnsw | ivf
     nlist: int = 0
+
+    @property
+    def spec(self) -> IndexKind:
+        """What this kind of index can do (ids, search knob, updates, shards)."""
+        return kind_of_factory(self.factory)
 
 
 def choose_index(rows: int, dim: int, memory_budget_bytes: int) -> IndexChoice:
@@ -34,6 +40,4 @@ def choose_index(rows: int, dim: int, memory_budget_bytes: int) -> IndexChoice:
 
 
 def forced_choice(factory: str, rows: int) -> IndexChoice:
-    if factory.startswith("IVF"):
-        return IndexChoice(factory, "ivf", int(factory[3:].split(",")[0]))
-    return IndexChoice(factory, "hnsw" if factory.startswith("HNSW") else "flat")
+    return IndexChoice(factory, kind_of_factory(factory).name, nlist_of(factory))

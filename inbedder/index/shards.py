@@ -46,7 +46,7 @@ def build_index_on_spark(spark, table: str, instruction: str, out_dir: str | Pat
     dim = sample.shape[1]
     choice = forced_choice(options.factory, rows) if options.factory else \
         choose_index(rows, dim, options.memory_budget_bytes)
-    if choice.kind != "ivf":
+    if not choice.spec.shardable:
         raise IndexBuildError(f"{choice.factory} is not an IVF index: shard building needs a shared quantizer; "
                           "build this size on one machine (inbedder index)")
     trained = faiss.index_factory(dim, choice.factory, faiss_metric(options.metric))

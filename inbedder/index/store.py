@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from inbedder.errors import IndexBuildError
 from inbedder.fs import replace_folder
 from inbedder.index.manifest import IDS_FILE, INDEX_FILE, Manifest
-from inbedder.index.tune import set_search_params
+from inbedder.index.kinds import set_search_params
 
 
 def write_index(index, id_map: pa.Table, manifest: Manifest, out_dir: Path, started: float) -> Manifest:

@@ -6,22 +6,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from inbedder.index.kinds import set_search_params
 from inbedder.index.vectors import faiss_metric, prepare
 from inbedder.lake import VectorSource
 
 if TYPE_CHECKING:
     from inbedder.index.build import BuildOptions
     from inbedder.index.choose import IndexChoice
-
-
-def set_search_params(index, params: dict[str, int]) -> None:
-    import faiss
-
-    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2) else index
-    if "nprobe" in params:
-        faiss.extract_index_ivf(inner).nprobe = params["nprobe"]
-    if "efSearch" in params:
-        faiss.downcast_index(inner).hnsw.efSearch = params["efSearch"]
 
 
 def exact_neighbours(source: VectorSource, queries: np.ndarray, k: int, metric: str) -> np.ndarray:
@@ -68,10 +59,9 @@ def tune_and_measure(index, choice: IndexChoice, source: VectorSource, options: 
     if id_of_position is not None:  # ids assigned elsewhere (Spark shards): compare in id space
         truth = np.where(truth >= 0, id_of_position[np.clip(truth, 0, None)], -1)
         positions = id_of_position[positions]
-    if choice.kind == "flat":
+    grid = choice.spec.search_grid(choice.nlist)
+    if not grid:  # exact search
         return {}, 1.0, n_queries
-    grid = ([{"efSearch": e} for e in (16, 32, 64, 128, 256, 512)] if choice.kind == "hnsw"
-            else [{"nprobe": p} for p in (1, 2, 4, 8, 16, 32, 64, 128, 256) if p <= choice.nlist])
     best, best_recall = grid[-1], 0.0
     for params in grid:
         set_search_params(index, params)

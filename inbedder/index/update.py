@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 
 from inbedder.errors import IndexBuildError
 from inbedder.index.build import BuildOptions, build_index
+from inbedder.index.kinds import kind_of_factory
 from inbedder.index.manifest import MANIFEST_FILE, Manifest
 from inbedder.index.store import load_index, write_index
 from inbedder.index.vectors import prepare
@@ -37,7 +38,8 @@ def update_index(table: str, out_dir: str | Path, options: BuildOptions | None =
                           f"index ({manifest.fingerprint}): build a new index")
     if source.version is not None and source.version == manifest.source_version:
         return manifest, {"added": 0, "removed": 0, "rebuilt": False}
-    if "HNSW" in manifest.factory or source.meta.instructions[manifest.instruction] != manifest.instruction_text:
+    question_changed = source.meta.instructions[manifest.instruction] != manifest.instruction_text
+    if not kind_of_factory(manifest.factory).updatable or question_changed:
         options.metric = manifest.metric
         return build_index(table, manifest.instruction, out_dir, options), {"rebuilt": True}
     empty = pa.table({"key": pa.array([], id_map.column("key").type), "text_sha256": pa.array([], pa.string())})
