@@ -21,6 +21,7 @@ import torch
 
 from inbedder.engine.hardware import machine_record
 from inbedder.engine.loading import ZERO_SHOT_MODEL, load_model
+from inbedder.engine.pooling import Pooling
 from inbedder.training.trainer import (TrainConfig, answer_loss, batches_for_step, collate, encode_example,
                                        prepare_model, read_rows)
 
@@ -40,7 +41,7 @@ def full_logits_loss(model, batch, bf16: bool) -> torch.Tensor:
 
 
 def measure(model, examples, lengths, pad_id: int, config: TrainConfig, steps: int, answer_only: bool,
-            masked: bool) -> dict:
+            pooling: Pooling) -> dict:
     """Forward+backward+step over the first `steps` optimizer steps of the config's epoch-0 order."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=0.0)  # lr 0: timing only, the weights stay as they are
@@ -52,7 +53,7 @@ def measure(model, examples, lengths, pad_id: int, config: TrainConfig, steps: i
             batch = collate([examples[int(i)] for i in b], pad_id)
             padded += batch["input_ids"].numel()
             real += int(batch["attention_mask"].sum())
-            loss = (answer_loss(model, batch, config.bf16, masked) if answer_only
+            loss = (answer_loss(model, batch, config.bf16, pooling) if answer_only
                     else full_logits_loss(model, batch, config.bf16))
             loss.backward()
         optimizer.step()
@@ -75,15 +76,15 @@ def main() -> None:
     base = TrainConfig(**settings)
     loaded = load_model(base.model or ZERO_SHOT_MODEL, dtype="float32", device="cpu")
     rows = read_rows(args.rows).select(["input", "instruction", "answer"]).to_pylist()
-    examples = [encode_example(loaded.tokenizer, loaded.masked, r["input"], r["instruction"], r["answer"], base)
+    examples = [encode_example(loaded.tokenizer, loaded.pooling, r["input"], r["instruction"], r["answer"], base)
                 for r in rows]
     lengths = np.array([len(e.input_ids) for e in examples])
-    model = prepare_model(loaded.model, base, loaded.masked)
+    model = prepare_model(loaded.model, base, loaded.pooling)
     model.train()
     pad_id = int(loaded.tokenizer.pad_token_id)
-    measure(model, examples, lengths, pad_id, base, 1, True, loaded.masked)  # warm-up: first-call allocations
+    measure(model, examples, lengths, pad_id, base, 1, True, loaded.pooling)  # warm-up: first-call allocations
     results = {name: measure(model, examples, lengths, pad_id, base.model_copy(update=change), args.steps,
-                             answer_only, loaded.masked)
+                             answer_only, loaded.pooling)
                for name, (change, answer_only) in VARIANTS.items()}
     plain = results["plain fp32"]["s_per_step"]
     for name, r in results.items():

@@ -92,9 +92,9 @@ class VectorRecord:
 def describe(spec: ModelSpec) -> tuple[str, str, str, int]:
     """(model name, fingerprint, template, dim) without loading the model; a model that is not there or an
     adapter of another base fails here, in one line."""
-    from inbedder.engine.embedder import fingerprint_of
+    from inbedder.engine.embedder import fingerprint_of, template_for
     from inbedder.engine.loading import describe_weights, resolve_model_dir
-    from inbedder.engine.embedder import template_for
+    from inbedder.engine.pooling import pooling_for
 
     described = describe_weights(spec.name, spec.adapter)
     if described is None:  # a hub id (or a path that is not there): resolving it names the problem
@@ -104,7 +104,8 @@ def describe(spec: ModelSpec) -> tuple[str, str, str, int]:
             raise InBedderError(f"model {spec.name}: {model_dir} holds no config.json")
         described = (str(spec.name), local[1], local[2])
     name, digest, masked = described
-    return name, fingerprint_of(digest, masked, spec.max_length), template_for(masked), hidden_size(spec)
+    pooling = pooling_for(masked)
+    return name, fingerprint_of(digest, pooling, spec.max_length), template_for(pooling), hidden_size(spec)
 
 
 def hidden_size(spec: ModelSpec) -> int:

@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from inbedder import InBedder
 from inbedder.engine import ModelLoadError
 from inbedder.engine.prompts import PromptTokenizer
+from inbedder.engine.pooling import LAST_TOKEN
 from inbedder.training.trainer import (IGNORE, TrainConfig, TrainingError, batches_for_step, encode_example,
                                        epoch_order, train)
 
@@ -44,14 +45,15 @@ def _config(tiny_dirs, rows_file, out, **kw) -> TrainConfig:
 def test_only_the_answer_and_eos_are_targets_and_the_prompt_is_the_engines(tiny):
     tok = tiny.loaded.tokenizer
     config = TrainConfig(train="x", out="y", max_length=96)
-    example = encode_example(tok, tiny.loaded.masked, "My card is late.", "What happened?", "late card", config)
+    example = encode_example(tok, tiny.loaded.pooling, "My card is late.", "What happened?", "late card", config)
     targets = [t for t in example.labels if t != IGNORE]
     if tiny.loaded.masked:
         slots = [i for i, t in enumerate(example.input_ids) if t == tok.mask_token_id]
         assert [example.labels[i] for i in slots] == targets and len(targets) == 3
-        assert example.input_ids == PromptTokenizer(tok, 96, True).tokenize(["My card is late."], "What happened?")[0]
+        prompts = PromptTokenizer(tok, 96, tiny.loaded.pooling)
+        assert example.input_ids == prompts.tokenize(["My card is late."], "What happened?")[0]
     else:
-        prompt = PromptTokenizer(tok, 96, False).tokenize(["My card is late."], "What happened?")[0]
+        prompt = PromptTokenizer(tok, 96, tiny.loaded.pooling).tokenize(["My card is late."], "What happened?")[0]
         assert example.input_ids[: len(prompt)] == prompt
         assert targets == example.input_ids[len(prompt):] and targets[-1] == tok.eos_token_id
         assert tok.decode(targets[:-1]).strip() == "late card"
@@ -60,7 +62,7 @@ def test_only_the_answer_and_eos_are_targets_and_the_prompt_is_the_engines(tiny)
 def test_a_long_input_is_cut_on_the_left_and_the_answer_kept(tiny_dirs):
     model = InBedder.from_pretrained(str(tiny_dirs["llama"]))
     config = TrainConfig(train="x", out="y", max_length=40)
-    example = encode_example(model.loaded.tokenizer, False, "word " * 500, "What is it?", "a word", config)
+    example = encode_example(model.loaded.tokenizer, LAST_TOKEN, "word " * 500, "What is it?", "a word", config)
     assert len(example.input_ids) <= 40 and model.loaded.tokenizer.decode(
         [t for t in example.labels if t != IGNORE][:-1]).strip() == "a word"
 
@@ -329,13 +331,13 @@ def test_answer_loss_equals_the_models_own_loss_on_a_ragged_batch(tiny_dirs):
 
     model = InBedder.from_pretrained(str(tiny_dirs["llama"])).loaded
     config = TrainConfig(model=str(tiny_dirs["llama"]), train="unused", out="unused", max_length=64)
-    examples = [encode_example(model.tokenizer, False, text, question, answer, config)
+    examples = [encode_example(model.tokenizer, LAST_TOKEN, text, question, answer, config)
                 for text, question, answer in ROWS[:4] + [("short", "What?", "a much longer answer than usual")]]
     batch = collate(examples, int(model.tokenizer.pad_token_id))
-    net = prepare_model(model.model, config, False)
+    net = prepare_model(model.model, config, LAST_TOKEN)
     torch.manual_seed(0)
     expected = net(**batch).loss
-    got = answer_loss(net, batch, False, False)
+    got = answer_loss(net, batch, False, LAST_TOKEN)
     assert torch.allclose(got, expected, atol=1e-5), (got, expected)
     got.backward()  # gradients flow through the kept positions only
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters() if p.requires_grad)
@@ -359,11 +361,11 @@ def test_the_states_trained_on_are_the_engines_vectors(tiny_dirs):
     engine = InBedder.from_pretrained(str(tiny_dirs["llama"]))
     config = TrainConfig(model=str(tiny_dirs["llama"]), train="unused", out="unused", max_length=64)
     texts = [r[0] for r in ROWS[:2]]
-    examples = [encode_example(engine.loaded.tokenizer, False, t, "What does the customer want?", a, config)
+    examples = [encode_example(engine.loaded.tokenizer, LAST_TOKEN, t, "What does the customer want?", a, config)
                 for t, a in zip(texts, ["card delivery", "a refund of the second charge"], strict=True)]
     batch = collate(examples, int(engine.loaded.tokenizer.pad_token_id))
     with torch.no_grad():
-        _, states = answer_loss_and_states(engine.loaded.model, batch, False, False)
+        _, states = answer_loss_and_states(engine.loaded.model, batch, False, LAST_TOKEN)
     expected = engine.encode(texts, "What does the customer want?")
     got = states.numpy()
     cos = (got * expected).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(expected, axis=1)

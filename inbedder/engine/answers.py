@@ -13,6 +13,8 @@ from inbedder.engine.forward import ForwardPlan, _left_pad, _right_pad
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+    from inbedder.engine.pooling import Pooling
+
 
 @torch.inference_mode()
 def greedy_answers(
@@ -21,14 +23,14 @@ def greedy_answers(
     tokenizer: PreTrainedTokenizerBase,
     seqs: Sequence[Sequence[int]],
     *,
-    masked: bool,
+    pooling: Pooling,
     max_new_tokens: int,
 ) -> list[str]:
     """Deterministic (greedy) answers in input order; masked LMs read their <mask> slots."""
     answers: list[str] = [""] * len(seqs)
     for batch in plan_batches([len(s) for s in seqs], plan.token_budget):
         chosen = [seqs[int(t)] for t in batch]
-        if masked:
+        if pooling.reads_mask_slots:
             ids, mask = _right_pad(chosen, plan.pad_token_id)
             logits = lm(input_ids=ids.to(plan.device), attention_mask=mask.to(plan.device)).logits
             slots = ids == tokenizer.mask_token_id

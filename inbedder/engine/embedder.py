@@ -11,9 +11,10 @@ from tqdm import tqdm
 
 from inbedder.engine.answers import greedy_answers
 from inbedder.engine.digests import canonical_json_sha256
-from inbedder.engine.forward import ForwardPlan, ForwardStats, decoder_last_states, masked_slot_states
+from inbedder.engine.forward import ForwardPlan, ForwardStats
+from inbedder.engine.pooling import Pooling, pooling_for
 from inbedder.engine.loading import LoadedModel, describe_weights, load_model
-from inbedder.engine.prompts import MASK_COUNT, PROMPT_TEMPLATE, PromptTokenizer
+from inbedder.engine.prompts import PROMPT_TEMPLATE, PromptTokenizer
 from inbedder.engine.validation import check_instructions, raise_for_rows, row_problems
 
 DEFAULT_MAX_LENGTH = 512
@@ -34,18 +35,14 @@ class Embeddings:
         return np.array([e is None for e in self.errors], dtype=bool)
 
 
-def template_for(masked: bool) -> str:
-    return PROMPT_TEMPLATE + ("<mask>" * MASK_COUNT if masked else "")
+def template_for(pooling: Pooling) -> str:
+    return PROMPT_TEMPLATE + pooling.template_suffix
 
 
-def pooling_for(masked: bool) -> str:
-    return "mean of final-layer <mask> states" if masked else "final-layer state of last prompt token"
-
-
-def fingerprint_of(weights_digest: str, masked: bool, max_length: int) -> str:
+def fingerprint_of(weights_digest: str, pooling: Pooling, max_length: int) -> str:
     return canonical_json_sha256(
-        {"v": FINGERPRINT_VERSION, "weights": weights_digest, "template": template_for(masked),
-         "pooling": pooling_for(masked), "max_length": max_length, "truncation": "left"}
+        {"v": FINGERPRINT_VERSION, "weights": weights_digest, "template": template_for(pooling),
+         "pooling": pooling.description, "max_length": max_length, "truncation": "left"}
     )[:32]
 
 
@@ -54,7 +51,7 @@ def expected_fingerprint(name_or_path: str | None = None, *, adapter: str | None
     """The fingerprint `InBedder.from_pretrained` would give, without loading the model (None for hub ids):
     lets a job see that an output is already complete before starting any replica."""
     described = describe_weights(name_or_path, adapter)
-    return None if described is None else fingerprint_of(described[1], described[2], max_length)
+    return None if described is None else fingerprint_of(described[1], pooling_for(described[2]), max_length)
 
 
 class InBedder:
@@ -67,7 +64,7 @@ class InBedder:
         self.max_length = max_length
         # CPU: a small budget keeps activations in cache
         self.token_budget = token_budget or (16384 if loaded.device.type == "cuda" else 1024)
-        self.prompts = PromptTokenizer(loaded.tokenizer, max_length, loaded.masked)
+        self.prompts = PromptTokenizer(loaded.tokenizer, max_length, loaded.pooling)
         self._base = loaded.model.base_model
 
     @classmethod
@@ -102,16 +99,16 @@ class InBedder:
 
     @property
     def template(self) -> str:
-        return template_for(self.loaded.masked)
+        return template_for(self.loaded.pooling)
 
     @property
     def pooling(self) -> str:
-        return pooling_for(self.loaded.masked)
+        return self.loaded.pooling.description
 
     @property
     def fingerprint(self) -> str:
         """Same weights + template + pooling + truncation -> same fingerprint, on any machine."""
-        return fingerprint_of(self.loaded.weights_digest, self.loaded.masked, self.max_length)
+        return fingerprint_of(self.loaded.weights_digest, self.loaded.pooling, self.max_length)
 
     def metadata(self) -> dict[str, object]:
         return {"model": self.model_name, "fingerprint": self.fingerprint, "template": self.template,
@@ -177,7 +174,8 @@ class InBedder:
                 column: list[str | None] = [None] * len(texts)
                 if good:
                     for i, a in zip(good, greedy_answers(plan, self.loaded.model, self.loaded.tokenizer, seqs[k],
-                                                         masked=self.loaded.masked, max_new_tokens=max_answer_tokens)):
+                                                         pooling=self.loaded.pooling,
+                                                         max_new_tokens=max_answer_tokens)):
                         column[i] = a
                 answer_texts[name] = column
         return Embeddings(vectors, list(problems), answer_texts, plan.stats)
@@ -194,10 +192,8 @@ class InBedder:
                            self.token_budget)
 
     def _states(self, plan: ForwardPlan, seqs: list[list[list[int]]]) -> np.ndarray:
-        if self.loaded.masked:
-            mask_id = int(self.loaded.tokenizer.mask_token_id)
-            return np.stack([masked_slot_states(plan, per, mask_id) for per in seqs])
-        return decoder_last_states(plan, seqs)
+        mask_id = self.loaded.tokenizer.mask_token_id
+        return self.loaded.pooling.states(plan, seqs, None if mask_id is None else int(mask_id))
 
     def _hidden_size(self) -> int:
         config = self.loaded.model.config

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from inbedder.engine.pooling import Pooling, pooling_for
 from inbedder.engine.digests import canonical_json_sha256, file_sha256
 from inbedder.engine.errors import ModelLoadError
 from inbedder.engine.gguf import DEFAULT_MODEL_NAME, SOURCE_RECORD, converted_dir, default_gguf_path, source_record
@@ -55,6 +56,11 @@ class LoadedModel:
     weights_digest: str
     device: torch.device
     dtype: torch.dtype
+
+    @property
+    def pooling(self) -> Pooling:
+        """How this model's vectors are taken (chosen by its kind: masked LM or decoder)."""
+        return pooling_for(self.masked)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

@@ -15,6 +15,8 @@ from inbedder.engine.errors import InvalidInputError
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+    from inbedder.engine.pooling import Pooling
+
 PROMPT_TEMPLATE = "### Input:\n{input}\n\n### Instruction:\n{instruction}\n\n### Response:"
 MASK_COUNT = 3  # masked LMs answer through three <mask> slots after the prompt
 
@@ -29,10 +31,10 @@ class PromptTokenizer:
 
     tokenizer: PreTrainedTokenizerBase
     max_length: int
-    masked: bool
+    pooling: Pooling  # its <mask> slots, if any, end every prompt
 
     def prompt_suffix(self) -> str:
-        return self.tokenizer.mask_token * MASK_COUNT if self.masked else ""
+        return self.pooling.prompt_suffix(self.tokenizer)
 
     def instruction_tokens(self, instruction: str) -> int:
         """Tokens the question part needs, with special tokens: it must fit or be refused."""

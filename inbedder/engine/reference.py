@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from inbedder.engine.loading import LoadedModel
-from inbedder.engine.prompts import MASK_COUNT, format_prompt
+from inbedder.engine.prompts import format_prompt
 
 
 @torch.inference_mode()
@@ -30,7 +30,7 @@ def reference_encode(
 ) -> np.ndarray:
     """The paper repo's released configs use batch_size=64 and max_new_tokens=20 (benchmarks use those)."""
     tok = loaded.tokenizer
-    suffix = tok.mask_token * MASK_COUNT if loaded.masked else ""
+    suffix = loaded.pooling.prompt_suffix(tok)
     prompts = [format_prompt(t, instruction) + suffix for t in texts]
     out = []
     for start in range(0, len(prompts), batch_size):
@@ -38,7 +38,7 @@ def reference_encode(
             prompts[start : start + batch_size], padding=True, truncation=True, max_length=max_length,
             return_tensors="pt",
         ).to(loaded.device)
-        if loaded.masked:
+        if loaded.pooling.reads_mask_slots:
             hidden = loaded.model(**feats, output_hidden_states=True, return_dict=True).hidden_states[-1]
             slots = (feats["input_ids"] == tok.mask_token_id).unsqueeze(-1).to(hidden.dtype)
             vecs = (hidden * slots).sum(1) / slots.sum(1)

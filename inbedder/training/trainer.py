@@ -32,7 +32,8 @@ from tqdm import tqdm
 
 from inbedder.engine.hardware import cpu_bf16_or_fp32
 from inbedder.engine.loading import ADAPTER_RECORD, TRAINED_WEIGHTS, ZERO_SHOT_MODEL, load_model
-from inbedder.engine.prompts import MASK_COUNT, PromptTokenizer
+from inbedder.engine.pooling import Pooling
+from inbedder.engine.prompts import PromptTokenizer
 from inbedder.errors import TrainingError
 from inbedder.fs import replace_folder
 
@@ -149,21 +150,23 @@ def read_rows(path: str) -> pa.Table:
     return table
 
 
-def encode_example(tokenizer, masked: bool, text: str, instruction: str, answer: str, config: TrainConfig) -> Example:
+def encode_example(tokenizer, pooling: Pooling, text: str, instruction: str, answer: str,
+                   config: TrainConfig) -> Example:
     """Prompt exactly as the engine builds it, then the answer; only the answer is a target."""
-    if masked:
-        ids = PromptTokenizer(tokenizer, config.max_length, True).tokenize([text], instruction)[0]
-        answer_ids = tokenizer(" " + answer, add_special_tokens=False)["input_ids"][:MASK_COUNT]
+    if pooling.reads_mask_slots:
+        ids = PromptTokenizer(tokenizer, config.max_length, pooling).tokenize([text], instruction)[0]
+        count = pooling.mask_slots
+        answer_ids = tokenizer(" " + answer, add_special_tokens=False)["input_ids"][:count]
         fill = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
-        answer_ids = answer_ids + [fill] * (MASK_COUNT - len(answer_ids))
-        slots = [i for i, t in enumerate(ids) if t == tokenizer.mask_token_id][-MASK_COUNT:]
+        answer_ids = answer_ids + [fill] * (count - len(answer_ids))
+        slots = [i for i, t in enumerate(ids) if t == tokenizer.mask_token_id][-count:]
         labels = [IGNORE] * len(ids)
         for slot, target in zip(slots, answer_ids):
             labels[slot] = target
         return Example(ids, labels)
     answer_ids = tokenizer(" " + answer, add_special_tokens=False)["input_ids"][: config.max_answer_tokens]
     answer_ids = answer_ids + [tokenizer.eos_token_id]
-    prompt = PromptTokenizer(tokenizer, config.max_length - len(answer_ids), False).tokenize([text], instruction)[0]
+    prompt = PromptTokenizer(tokenizer, config.max_length - len(answer_ids), pooling).tokenize([text], instruction)[0]
     return Example(prompt + answer_ids, [IGNORE] * len(prompt) + answer_ids)
 
 
@@ -210,13 +213,13 @@ def data_digest(table: pa.Table) -> str:
 
 # --- model ------------------------------------------------------------------------------
 
-def prepare_model(model: torch.nn.Module, config: TrainConfig, masked: bool) -> torch.nn.Module:
+def prepare_model(model: torch.nn.Module, config: TrainConfig, pooling: Pooling) -> torch.nn.Module:
     """Make only what the method trains require gradients."""
     if config.method == "lora":
         from peft import LoraConfig, get_peft_model
 
         lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0,
-                          target_modules="all-linear", task_type=None if masked else "CAUSAL_LM")
+                          target_modules="all-linear", task_type=None if pooling.reads_mask_slots else "CAUSAL_LM")
         return get_peft_model(model, lora)
     for p in model.parameters():
         p.requires_grad_(config.method == "full")
@@ -389,17 +392,17 @@ def step_temperature(config: TrainConfig, rows: np.ndarray,
     return config.contrastive_temperature
 
 
-def answer_loss(model, batch: dict[str, torch.Tensor], bf16: bool, masked: bool) -> torch.Tensor:
+def answer_loss(model, batch: dict[str, torch.Tensor], bf16: bool, pooling: Pooling) -> torch.Tensor:
     """Mean cross-entropy over the answer tokens (the same value as the model's own loss).
 
     A decoder projects onto the vocabulary only at the positions that predict an
     answer token: over every prompt position that projection and its softmax were
     about a quarter of a step's work (49k-token vocabulary, 576-wide model).
     """
-    return answer_loss_and_states(model, batch, bf16, masked, states=False)[0]
+    return answer_loss_and_states(model, batch, bf16, pooling, states=False)[0]
 
 
-def answer_loss_and_states(model, batch: dict[str, torch.Tensor], bf16: bool, masked: bool,
+def answer_loss_and_states(model, batch: dict[str, torch.Tensor], bf16: bool, pooling: Pooling,
                            states: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The answer loss and, with `states`, each row's embedding as the engine takes it.
 
@@ -408,14 +411,12 @@ def answer_loss_and_states(model, batch: dict[str, torch.Tensor], bf16: bool, ma
     """
     labels = batch["labels"]
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        if masked:
+        if pooling.reads_mask_slots:
             out = model(**batch, output_hidden_states=states)
             loss = out.loss
             if not states:
                 return loss, None
-            slots = (labels != IGNORE).unsqueeze(-1).to(out.hidden_states[-1].dtype)
-            pooled = (out.hidden_states[-1] * slots).sum(dim=1) / slots.sum(dim=1).clamp(min=1)
-            return loss, pooled.float()
+            return loss, pooling.pool(out.hidden_states[-1], slots=labels != IGNORE).float()
         predicts = torch.zeros_like(labels, dtype=torch.bool)
         predicts[:, :-1] = labels[:, 1:] != IGNORE  # position t predicts token t + 1
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
@@ -425,7 +426,7 @@ def answer_loss_and_states(model, batch: dict[str, torch.Tensor], bf16: bool, ma
     if not states:
         return loss, None
     last_prompt = (labels != IGNORE).int().argmax(dim=1) - 1
-    return loss, out.hidden_states[-1][torch.arange(len(labels)), last_prompt].float()
+    return loss, pooling.pool(out.hidden_states[-1], last_positions=last_prompt).float()
 
 
 def contrastive_loss(states: torch.Tensor, groups: list[str | None], temperature: float) -> torch.Tensor:
@@ -445,7 +446,7 @@ def contrastive_loss(states: torch.Tensor, groups: list[str | None], temperature
 
 
 def validation_loss(model, examples: list[Example], pad_id: int, config: TrainConfig, bf16: bool,
-                    masked: bool) -> float:
+                    pooling: Pooling) -> float:
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
@@ -453,7 +454,7 @@ def validation_loss(model, examples: list[Example], pad_id: int, config: TrainCo
             chunk = examples[i: i + config.batch_size]
             batch = collate(chunk, pad_id)
             targets = int((batch["labels"] != IGNORE).sum())
-            total += float(answer_loss(model, batch, bf16, masked)) * targets
+            total += float(answer_loss(model, batch, bf16, pooling)) * targets
             count += targets
     model.train()
     return total / max(count, 1)
@@ -471,16 +472,16 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     rows = read_rows(config.train)
     val_rows = read_rows(config.validation).slice(0, config.validation_rows) if config.validation else None
     loaded = load_model(config.model or ZERO_SHOT_MODEL, dtype="float32", device="cpu")
-    tokenizer, masked = loaded.tokenizer, loaded.masked
+    tokenizer, pooling = loaded.tokenizer, loaded.pooling
     pad_id = int(tokenizer.pad_token_id)
-    examples = [encode_example(tokenizer, masked, r["input"], r["instruction"], r["answer"], config)
+    examples = [encode_example(tokenizer, pooling, r["input"], r["instruction"], r["answer"], config)
                 for r in rows.select(["input", "instruction", "answer"]).to_pylist()]
-    val_examples = [encode_example(tokenizer, masked, r["input"], r["instruction"], r["answer"], config)
+    val_examples = [encode_example(tokenizer, pooling, r["input"], r["instruction"], r["answer"], config)
                     for r in val_rows.select(["input", "instruction", "answer"]).to_pylist()] if val_rows else []
     lengths = np.array([len(e.input_ids) for e in examples])
     groups = row_groups(rows, config)
     relatives = row_relatives(rows, groups) if groups and config.contrastive_hard_pairs else None
-    model = prepare_model(loaded.model, config, masked)
+    model = prepare_model(loaded.model, config, pooling)
     if config.init_from:
         _load_trainable(Path(config.init_from), model)
     model.train()
@@ -510,7 +511,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         for b in micro:
             batch = collate([examples[int(i)] for i in b], pad_id)
             share = int((batch["labels"] != IGNORE).sum()) / max(targets, 1)  # token-weighted over the step
-            loss, states = answer_loss_and_states(model, batch, bf16, masked, states=bool(config.contrastive_weight))
+            loss, states = answer_loss_and_states(model, batch, bf16, pooling, states=bool(config.contrastive_weight))
             loss = loss * share
             step_loss += loss.detach().item()
             if states is not None:
@@ -527,7 +528,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         if config.contrastive_weight:
             record["contrastive_loss"] = round(step_contrast, 5)
         if val_examples and (state.step % config.eval_every == 0 or state.step == steps):
-            record["validation_loss"] = round(validation_loss(model, val_examples, pad_id, config, bf16, masked), 5)
+            record["validation_loss"] = round(validation_loss(model, val_examples, pad_id, config, bf16, pooling), 5)
         state.history.append(record)
         bar.set_postfix({k: v for k, v in record.items() if k in ("loss", "contrastive_loss", "validation_loss")})
         bar.update(1)
