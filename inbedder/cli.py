@@ -1,8 +1,10 @@
 """`inbedder ...` commands: thin wrappers over the library.
 
 Each command parses its options, calls one library function, and prints. Every
-`InBedderError` ends the command in one line naming the problem; optional
-parts of the package that are missing are named with their `pip install`.
+failure ends the command in one line under the console's contract (the problem,
+the log file with the traceback; exit 2 for bad settings, 1 otherwise); an
+extra that is missing is named with its `pip install`, read from the declared
+extras.
 """
 
 from __future__ import annotations
@@ -15,18 +17,26 @@ from pathlib import Path
 
 import click
 
-from inbedder.console import log_to_console
-from inbedder.errors import InBedderError, require_extra, validation_problems
+from inbedder.console import failure_line, log_to_console, log_to_file
+from inbedder.errors import ConfigError, require_extra
+from inbedder.index.manifest import DEFAULT_MEMORY_BUDGET_GB, DEFAULT_METRIC, DEFAULT_RECALL_TARGET, METRICS
 
 
 class _OneLineErrors(click.Group):
-    """Any InBedderError a command raises becomes click's one-line `Error: ...` (exit 1), never a traceback."""
+    """Every command's failure ends in one line under the console's contract (`console.failure_line`): the
+    problem, the log file with the traceback, exit 2 for bad settings and 1 otherwise; never a traceback."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except InBedderError as exc:
-            raise click.ClickException(str(exc)) from None
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the contract: one line here, the traceback in the log file
+            command = ctx.invoked_subcommand or "inbedder"
+            failed = failure_line(command, exc, log_to_file(command))
+            error = click.ClickException(failed.line)
+            error.exit_code = failed.exit_code
+            raise error from None
 
 
 @click.group(cls=_OneLineErrors)
@@ -119,16 +129,18 @@ def _instruction_pairs(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--mode", type=click.Choice(["sidecar", "merge"]), help="sidecar table, or merge into the Delta source.")
 @click.option("--passthrough", multiple=True, help="Column copied to the output; repeat for several.")
 @click.option("--model", "model_name", help="Hub id, local directory or .gguf (default: embedded SmolLM2).")
+@click.option("--adapter", default=None, type=click.Path(exists=True, file_okay=False),
+              help="An `inbedder train` output folder merged into the base at load (model.adapter).")
 @click.option("--max-error-rate", type=float, help="Fail the run when more rows than this share fail.")
 @click.option("--report", "report_path", help="Write the JSON run report here.")
 @click.option("--set", "overrides", multiple=True, help="section.field=value, overrides one config field.")
 def embed(config_file, input_path, key, text, instructions, output_path, output_format, mode, passthrough,
-          model_name, max_error_rate, report_path, overrides) -> None:
+          model_name, adapter, max_error_rate, report_path, overrides) -> None:
     """Embed a table's text column under each instruction and write the vectors to the lake."""
     base: dict = {}
     for dotted, value in [("input.path", input_path), ("input.key", key), ("input.text", text),
                           ("output.path", output_path), ("output.format", output_format), ("output.mode", mode),
-                          ("model.name", model_name), ("max_error_rate", max_error_rate),
+                          ("model.name", model_name), ("model.adapter", adapter), ("max_error_rate", max_error_rate),
                           ("report_path", report_path)]:
         if value is not None:
             base[dotted] = value
@@ -136,7 +148,7 @@ def embed(config_file, input_path, key, text, instructions, output_path, output_
         base["input.passthrough"] = list(passthrough)
     if instructions:
         base["instructions"] = _instruction_pairs(instructions)
-    require_extra("job", "pyspark", "ray", "deltalake")
+    require_extra("job")
     from inbedder.job.entry import run_embed
 
     sys.exit(run_embed(config_file, list(overrides), base))
@@ -146,13 +158,13 @@ def embed(config_file, input_path, key, text, instructions, output_path, output_
 @click.option("--table", required=True, help="An inbedder output table (Delta or Parquet).")
 @click.option("--instruction", "instructions", multiple=True, help="Instruction column(s); default: all.")
 @click.option("--out", "out_dir", required=True, help="Folder; one sub-folder per instruction.")
-@click.option("--metric", type=click.Choice(["cosine", "inner_product", "l2"]), default="cosine", show_default=True)
-@click.option("--memory-budget-gb", type=float, default=8.0, show_default=True)
-@click.option("--recall-target", type=float, default=0.95, show_default=True)
+@click.option("--metric", type=click.Choice(METRICS), default=DEFAULT_METRIC, show_default=True)
+@click.option("--memory-budget-gb", type=float, default=DEFAULT_MEMORY_BUDGET_GB, show_default=True)
+@click.option("--recall-target", type=float, default=DEFAULT_RECALL_TARGET, show_default=True)
 @click.option("--rebuild", is_flag=True, help="Build from scratch even where an index exists.")
 def index(table, instructions, out_dir, metric, memory_budget_gb, recall_target, rebuild) -> None:
     """Build or update one FAISS index per instruction column."""
-    require_extra("index", "faiss", "deltalake")
+    require_extra("index")
     from inbedder.index import BuildOptions, build_or_update
 
     options = BuildOptions.from_settings(metric, memory_budget_gb, recall_target)
@@ -174,7 +186,7 @@ def index(table, instructions, out_dir, metric, memory_budget_gb, recall_target,
 @click.option("--json", "as_json", is_flag=True, help="JSON lines output.")
 def query(index_dir, texts, k, table, queries_file, model_name, adapter, as_json) -> None:
     """Embed queries with the index's instruction and return the nearest rows."""
-    require_extra("index", "faiss")
+    require_extra("index")
     from inbedder.index import Searcher
 
     queries = list(texts) + ([line.rstrip("\n") for line in queries_file if line.strip()] if queries_file else [])
@@ -215,7 +227,7 @@ def query(index_dir, texts, k, table, queries_file, model_name, adapter, as_json
 def serve(index_dirs, cluster_dirs, host, port, token_file, model_name, adapter, max_texts, max_k,
           batch_window_ms) -> None:
     """Serve the indexes over HTTP (/search, /indexes, /health) with a web page at /."""
-    require_extra("serve", "fastapi", "uvicorn", "faiss")
+    require_extra("serve")
     from inbedder.serve.app import serve as run_server
     from inbedder.serve.settings import ServeSettings, read_token
 
@@ -264,13 +276,13 @@ def evaluate(model, data_dir, tests, datasets, robustness_sets, rows, facet_rows
              out_path) -> None:
     """Instruction-awareness: two-facet clustering, robustness, STS-B, transfer, breadth; baselines in the same run."""
 
-    require_extra("eval", "sklearn", "matplotlib")
+    require_extra("eval")
     from inbedder.evaluation import (EvalOptions, InBedderUnderTest, load_before, run_evaluation, to_markdown,
                                      write_results)
     from inbedder.evaluation.facets import FACET_SETS
 
     if not (Path(data_dir) / "clustering").is_dir():
-        raise click.UsageError(f"--data-dir {data_dir} has no clustering/ folder (the evaluation data)")
+        raise ConfigError(f"--data-dir {data_dir} has no clustering/ folder (the evaluation data)")
     progress = sys.stderr.isatty() if progress is None else progress
     options = EvalOptions(rows=rows, robustness_rows=robustness_rows or None, stsb_pairs=stsb_pairs,
                           per_group=per_group, kmeans_seeds=kmeans_seeds, tests=tuple(tests) or EvalOptions.tests,
@@ -313,9 +325,11 @@ def evaluate(model, data_dir, tests, datasets, robustness_sets, rows, facet_rows
 def cluster(model, table, instruction, k, texts, text_column, sample_per_cluster, report_dir,
             write, seed) -> None:
     """k-means on one instruction's vectors, NAME_cluster written back, each cluster explained."""
-    require_extra("index", "faiss", "deltalake")
+    require_extra("cluster")
     from inbedder.clusters import ClusterOptions, cluster_table, write_report
+    from inbedder.lake import VectorSource
 
+    VectorSource.open(table, instruction)  # a table that is not there fails before the model loads
     options = ClusterOptions(k=k, sample_per_cluster=sample_per_cluster, seed=seed, write_back=write, texts=texts,
                              text_column=text_column)
     result, data, labels = cluster_table(table, instruction, options, _load(model))
@@ -336,7 +350,7 @@ def cluster(model, table, instruction, k, texts, text_column, sample_per_cluster
                    "only here, where no other writer runs).")
 def optimize(table, target_mb, vacuum_hours) -> None:
     """Compact an output table's small files (run after many incremental runs, e.g. weekly)."""
-    require_extra("job", "deltalake")
+    require_extra("job")
     from inbedder.lake import compact
 
     result = compact(table, target_mb, vacuum_hours)
@@ -399,34 +413,12 @@ def train_data(data_dir, out_dir, per_source, per_label_question, coarse_facets,
 def train(config_file, overrides, resume) -> None:
     """The paper's recipe: learn short answers (LoRA / top layers / full), resumable; exports OUT/adapter."""
 
-    import yaml
-    from pydantic import ValidationError
-
-    require_extra("train", "peft")
+    require_extra("train")
+    from inbedder.settings_files import load_settings
     from inbedder.training import TrainConfig
     from inbedder.training import train as run_training
 
-    try:
-        tree = yaml.safe_load(Path(config_file).read_text()) if config_file else {}
-    except yaml.YAMLError as exc:
-        raise click.ClickException(f"{config_file} is not valid YAML: {' '.join(str(exc).split())}") from None
-    if tree is None:
-        tree = {}
-    if not isinstance(tree, dict):
-        raise click.ClickException(f"{config_file} must hold a mapping of TrainConfig fields, not a "
-                                   f"{type(tree).__name__}")
-    for item in overrides:
-        field_name, sep, value = item.partition("=")
-        if not sep:
-            raise click.UsageError(f"--set {item!r}: expected FIELD=VALUE")
-        try:
-            tree[field_name.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise click.UsageError(f"--set {item!r}: the value is not valid YAML") from None
-    try:
-        config = TrainConfig.model_validate(tree)
-    except ValidationError as exc:
-        raise click.ClickException(f"training config: {validation_problems(exc)}") from None
+    config = load_settings(TrainConfig, config_file, list(overrides), what="training config")
     folder = run_training(config, resume=resume)
     click.echo(f"adapter written to {folder}; use it with --adapter {folder}")
 
@@ -439,7 +431,6 @@ def train(config_file, overrides, resume) -> None:
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write the blend to.")
 def soup(adapters, weights, out) -> None:
     """Blend LoRA adapters trained from one start: the weighted mean of their weight updates."""
-    require_extra("train", "safetensors")
     from inbedder.training.soup import average_adapters
 
     weights = list(weights) or [1 / len(adapters)] * len(adapters)

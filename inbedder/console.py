@@ -75,6 +75,51 @@ def _attach(handler: logging.Handler) -> None:
     root.addHandler(handler)
 
 
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+class CommandFailed(Exception):
+    """A command ended by an error: `line` is all the console gets; `exit_code` 1 (failed) or 2 (bad settings)."""
+
+    def __init__(self, line: str, exit_code: int):
+        super().__init__(line)
+        self.line, self.exit_code = line, exit_code
+
+
+def failure_line(command: str, exc: BaseException, log_file: Path | None) -> CommandFailed:
+    """The one failure contract of every command and spark-submit script: one line naming the problem (and,
+    for a defect, its type) with the log file that holds the traceback; exit 2 for bad settings, else 1."""
+    from inbedder.errors import ConfigError, InBedderError
+
+    where = f" (details: {log_file})" if log_file else ""
+    log = logging.getLogger("inbedder")
+    if isinstance(exc, InBedderError):
+        log.debug("%s failed", command, exc_info=exc)
+        return CommandFailed(f"inbedder {command} failed: {one_line(exc)}{where}",
+                             EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_FAILED)
+    log.debug("%s failed unexpectedly", command, exc_info=exc)  # the file's level: the console gets the line
+    return CommandFailed(f"inbedder {command} failed unexpectedly: {type(exc).__name__}: {one_line(exc)}"
+                         f"{where.replace('details', 'traceback')}", EXIT_FAILED)
+
+
+def run_command(command: str, body: Callable[[], None]) -> int:
+    """Run a script's body under the failure contract (`failure_line`); returns the exit code."""
+    log_file = log_to_file(command)
+    log_to_console()
+    try:
+        body()
+    except Exception as exc:  # noqa: BLE001 - every failure ends in one line; the traceback is in the log
+        failed = failure_line(command, exc, log_file)
+        print(failed.line, file=sys.stderr)
+        return failed.exit_code
+    return EXIT_OK
+
+
+def say(text: str) -> None:
+    """A command's result, on stdout (messages and progress go to stderr)."""
+    print(text, flush=True)
+
+
 def one_line(exc: BaseException) -> str:
     """An error's first line, for the console (the whole message and trace go to the log file)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]

@@ -65,11 +65,35 @@ class MissingExtraError(InBedderError):
     """A command needs an optional part of the package that is not installed."""
 
 
-def require_extra(extra: str, *modules: str) -> None:
-    """Fail in one line naming the `pip install` when an optional dependency is missing."""
-    from importlib.util import find_spec
-
-    missing = [m for m in modules if find_spec(m) is None]
+def require_extra(extra: str) -> None:
+    """Fail in one line naming the `pip install` when a package of `extra` (as pyproject.toml declares it)
+    is missing: the check and the install instruction read the same list."""
+    missing = missing_from_extra(extra)
     if missing:
         raise MissingExtraError(f"this needs {', '.join(missing)}, part of the [{extra}] extra: "
                                 f"pip install 'inbedder[{extra}]'")
+
+
+def missing_from_extra(extra: str) -> list[str]:
+    """The distributions `extra` declares that are not installed (none, when the package is not installed
+    as a distribution, e.g. run from a source tree: then nothing can be checked)."""
+    from importlib.metadata import PackageNotFoundError, requires, version
+
+    from packaging.requirements import Requirement
+
+    try:
+        declared = requires("inbedder") or []
+    except PackageNotFoundError:
+        return []
+    missing = []
+    for line in declared:
+        requirement = Requirement(line)
+        if requirement.name == "inbedder" or requirement.marker is None:
+            continue
+        if not requirement.marker.evaluate({"extra": extra}):
+            continue
+        try:
+            version(requirement.name)
+        except PackageNotFoundError:
+            missing.append(requirement.name)
+    return missing

@@ -18,26 +18,28 @@ import argparse
 import sys
 from pathlib import Path
 
-from inbedder.errors import InBedderError
-from inbedder.index import BuildOptions, IndexBuildError, build_or_update
+from inbedder.console import run_command, say
+from inbedder.index import (DEFAULT_MEMORY_BUDGET_GB, DEFAULT_METRIC, DEFAULT_RECALL_TARGET, METRICS, BuildOptions,
+                            IndexBuildError)
 
 
 def plan_from_args(argv: list[str] | None = None) -> tuple[str, str, list[str], BuildOptions, int]:
     """(table, index folder, instructions, build options, shards) from the command line or the job config."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", help="the job's YAML: table, index folder, instructions and index settings")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], help="section.field=value")
     ap.add_argument("--table")
     ap.add_argument("--out")
     ap.add_argument("--instruction", action="append", default=[])
-    ap.add_argument("--metric", default="cosine", choices=["cosine", "inner_product", "l2"])
-    ap.add_argument("--memory-budget-gb", type=float, default=8.0)
-    ap.add_argument("--recall-target", type=float, default=0.95)
+    ap.add_argument("--metric", default=DEFAULT_METRIC, choices=METRICS)
+    ap.add_argument("--memory-budget-gb", type=float, default=DEFAULT_MEMORY_BUDGET_GB)
+    ap.add_argument("--recall-target", type=float, default=DEFAULT_RECALL_TARGET)
     ap.add_argument("--shards", type=int, default=0, help="build IVF shards on this many Spark tasks")
     args = ap.parse_args(argv)
     if args.config:
         from inbedder.job.settings import load_config
 
-        config = load_config(args.config)
+        config = load_config(args.config, args.overrides)
         if not config.index.out:
             raise IndexBuildError(f"{args.config} has no index.out: set the folder the indexes go to")
         return (config.output.path, config.index.out, args.instruction or list(config.instructions),
@@ -48,27 +50,29 @@ def plan_from_args(argv: list[str] | None = None) -> tuple[str, str, list[str], 
             BuildOptions.from_settings(args.metric, args.memory_budget_gb, args.recall_target), args.shards)
 
 
+def build(argv: list[str] | None = None) -> None:
+    from inbedder.index import build_or_update
+
+    table, out, instructions, options, shards = plan_from_args(argv)
+    if shards:
+        from pyspark.sql import SparkSession
+
+        from inbedder.index.shards import build_index_on_spark
+
+        if not instructions:
+            raise IndexBuildError("--shards needs --instruction NAME (one index per instruction)")
+        spark = SparkSession.builder.appName("inbedder-index").getOrCreate()
+        for name in instructions:
+            m = build_index_on_spark(spark, table, name, Path(out) / name, options, shards)
+            say(f"{name}: {m.factory} {m.rows} rows recall@10 {m.recall_at_10}")
+    else:
+        for name, (m, counts) in build_or_update(table, out, instructions or None, options).items():
+            say(f"{name}: {m.factory} {m.rows} rows recall@10 {m.recall_at_10} {counts}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    try:
-        table, out, instructions, options, shards = plan_from_args(argv)
-        if shards:
-            from pyspark.sql import SparkSession
-
-            from inbedder.index.shards import build_index_on_spark
-
-            if not instructions:
-                raise IndexBuildError("--shards needs --instruction NAME (one index per instruction)")
-            spark = SparkSession.builder.appName("inbedder-index").getOrCreate()
-            for name in instructions:
-                m = build_index_on_spark(spark, table, name, Path(out) / name, options, shards)
-                print(f"{name}: {m.factory} {m.rows} rows recall@10 {m.recall_at_10}")
-        else:
-            for name, (m, counts) in build_or_update(table, out, instructions or None, options).items():
-                print(f"{name}: {m.factory} {m.rows} rows recall@10 {m.recall_at_10} {counts}")
-    except InBedderError as exc:
-        print(f"build_index failed: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    """The same failure contract as every `inbedder` command (one line, the log file, exit 1 or 2)."""
+    return run_command("build_index", lambda: build(argv))
 
 
 if __name__ == "__main__":

@@ -18,12 +18,21 @@ def test_every_error_the_product_raises_shares_one_root():
 
 
 def test_a_missing_extra_is_named_with_its_pip_install(monkeypatch):
-    import importlib.util
+    """The check reads the extras pyproject.toml declares: the package that is missing is the one named."""
+    import importlib.metadata
 
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "faiss" else real(name, *a))
-    with pytest.raises(errors.MissingExtraError, match=r"pip install 'inbedder\[index\]'"):
-        errors.require_extra("index", "faiss")
+    real = importlib.metadata.version
+
+    def version(name):
+        if name == "faiss-cpu":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    assert errors.missing_from_extra("index") == ["faiss-cpu"] and errors.missing_from_extra("train") == []
+    with pytest.raises(errors.MissingExtraError, match=r"faiss-cpu, part of the \[index\] extra: pip install "
+                                                        r"'inbedder\[index\]'"):
+        errors.require_extra("index")
     result = CliRunner().invoke(main, ["index", "--table", "/t", "--out", "/o"])
     assert result.exit_code == 1 and result.output.strip().count("\n") == 0
     assert "inbedder[index]" in result.output and "Traceback" not in result.output

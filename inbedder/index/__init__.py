@@ -4,16 +4,19 @@ A thin `build_index` / `build_or_update` over stage modules, as autofaiss does:
 `choose` picks the index, `build` trains and fills it, `tune` sets the search
 effort for the recall target, `store` writes and loads folders atomically,
 `update` follows the table's new versions, `shards` fills IVF shards on Spark
-(a strategy of the same builder), `search` answers queries.
+(a strategy of the same builder), `search` answers queries; `kinds` says what each
+kind of index can do. Names load with their module on first use
+(`inbedder.exports`), so reading a default does not import the builder.
 """
 
-from inbedder.errors import IndexBuildError
-from inbedder.index.build import BuildOptions, build_index, build_index_from
-from inbedder.index.choose import IndexChoice, choose_index
-from inbedder.index.manifest import METRICS, Manifest
-from inbedder.index.search import Hit, Searcher
-from inbedder.index.store import load_index
-from inbedder.index.update import build_or_update, update_index
+from inbedder.exports import lazy_exports
 
-__all__ = ["METRICS", "BuildOptions", "Hit", "IndexBuildError", "IndexChoice", "Manifest", "Searcher",
-           "build_index", "build_index_from", "build_or_update", "choose_index", "load_index", "update_index"]
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "inbedder.errors": ("IndexBuildError",),
+    "build": ("BuildOptions", "build_index", "build_index_from"),
+    "choose": ("IndexChoice", "choose_index"),
+    "manifest": ("DEFAULT_MEMORY_BUDGET_GB", "DEFAULT_METRIC", "DEFAULT_RECALL_TARGET", "METRICS", "Manifest"),
+    "search": ("Hit", "Searcher"),
+    "store": ("load_index",),
+    "update": ("build_or_update", "update_index"),
+})

@@ -11,7 +11,8 @@ import pyarrow as pa
 
 from inbedder.errors import IndexBuildError
 from inbedder.index.choose import IndexChoice, choose_index, forced_choice
-from inbedder.index.manifest import MANIFEST_VERSION, METRICS, Manifest
+from inbedder.index.manifest import (DEFAULT_MEMORY_BUDGET_GB, DEFAULT_METRIC, DEFAULT_RECALL_TARGET, MANIFEST_VERSION,
+                                     METRICS, Manifest)
 from inbedder.index.store import write_index
 from inbedder.index.tune import tune_and_measure
 from inbedder.index.vectors import faiss_metric, prepare
@@ -20,9 +21,9 @@ from inbedder.lake import VectorSource
 
 @dataclass
 class BuildOptions:
-    metric: str = "cosine"
-    memory_budget_bytes: int = 8 * 2**30
-    recall_target: float = 0.95
+    metric: str = DEFAULT_METRIC
+    memory_budget_bytes: int = int(DEFAULT_MEMORY_BUDGET_GB * 2**30)
+    recall_target: float = DEFAULT_RECALL_TARGET
     recall_queries: int = 1000
     train_sample: int = 100_000
     threads: int | None = None
@@ -34,8 +35,8 @@ class BuildOptions:
             raise IndexBuildError(f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
 
     @classmethod
-    def from_settings(cls, metric: str = "cosine", memory_budget_gb: float = 8.0,
-                      recall_target: float = 0.95) -> BuildOptions:
+    def from_settings(cls, metric: str = DEFAULT_METRIC, memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB,
+                      recall_target: float = DEFAULT_RECALL_TARGET) -> BuildOptions:
         """The one place the user-facing settings (CLI, job YAML, Airflow, spark-submit) become build options."""
         return cls(metric=metric, memory_budget_bytes=int(memory_budget_gb * 2**30), recall_target=recall_target)
 

@@ -17,6 +17,10 @@ MANIFEST_VERSION = 1
 
 
 METRICS = ("cosine", "inner_product", "l2")
+# the index settings' defaults, declared once (CLI, job YAML, spark-submit, Airflow and the library read these)
+DEFAULT_METRIC = "cosine"
+DEFAULT_MEMORY_BUDGET_GB = 8.0
+DEFAULT_RECALL_TARGET = 0.95
 
 
 @dataclass

@@ -10,10 +10,10 @@ import re
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from inbedder.errors import ConfigError, validation_problems
+from inbedder.index.manifest import DEFAULT_MEMORY_BUDGET_GB, DEFAULT_METRIC, DEFAULT_RECALL_TARGET
+from inbedder.settings_files import load_settings
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -110,9 +110,9 @@ class OutputSettings(_Strict):
 
 class IndexSettings(_Strict):
     out: str | None = Field(default=None, description="build/update one FAISS index per instruction here")
-    metric: Literal["cosine", "inner_product", "l2"] = "cosine"
-    memory_budget_gb: float = Field(default=8.0, gt=0)
-    recall_target: float = Field(default=0.95, gt=0, le=1)
+    metric: Literal["cosine", "inner_product", "l2"] = DEFAULT_METRIC
+    memory_budget_gb: float = Field(default=DEFAULT_MEMORY_BUDGET_GB, gt=0)
+    recall_target: float = Field(default=DEFAULT_RECALL_TARGET, gt=0, le=1)
 
     def build_options(self):
         """This section as the index builder's options (the same conversion the CLI and Airflow use)."""
@@ -165,42 +165,7 @@ def _same_location(a: str, b: str) -> bool:
     return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
-def _set_path(tree: dict, dotted: str, value: object) -> None:
-    keys = dotted.split(".")
-    node = tree
-    for k in keys[:-1]:
-        node = node.setdefault(k, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"--set {dotted}: {k} is not a section")
-    node[keys[-1]] = value
-
-
-def parse_override(item: str) -> tuple[str, object]:
-    """`section.field=value`, the value read as YAML (so 3, true, [a, b] work)."""
-    if "=" not in item:
-        raise ConfigError(f"--set {item!r}: expected section.field=value")
-    key, raw = item.split("=", 1)
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
-
-
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 base: dict | None = None) -> JobConfig:
-    tree: dict = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text())
-        except FileNotFoundError as exc:
-            raise ConfigError(f"config file {path} does not exist") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of sections")
-        tree = loaded
-    for dotted, value in (base or {}).items():
-        _set_path(tree, dotted, value)
-    for item in overrides or []:
-        _set_path(tree, *parse_override(item))
-    try:
-        return JobConfig.model_validate(tree)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid configuration: {validation_problems(exc)}") from exc
+    """The job's settings: the YAML file, options from the command line, then `--set` overrides."""
+    return load_settings(JobConfig, path, overrides, base)

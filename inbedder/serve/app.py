@@ -158,10 +158,12 @@ def serve(settings: ServeSettings) -> None:
     import uvicorn
 
     from inbedder.engine import InBedder
-    from inbedder.serve.indexes import read_clusters
+    from inbedder.serve.indexes import check_index_folder, read_clusters
     from inbedder.serve.settings import check_exposure
 
     check_exposure(settings)
+    for folder in settings.indexes:
+        check_index_folder(folder)
     clusters = read_clusters(settings.clusters)
     engine = InBedder.from_pretrained(settings.model, adapter=settings.adapter)
     indexes = IndexSet(settings.indexes, engine, clusters)

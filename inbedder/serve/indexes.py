@@ -101,10 +101,16 @@ class ServedIndex:
         return self._map
 
 
+def check_index_folder(folder: str | Path) -> None:
+    """Refuse a folder that is not an index before anything is loaded (the model takes seconds)."""
+    if not (Path(folder) / MANIFEST_FILE).is_file():
+        raise ServeError(f"{Path(folder) / MANIFEST_FILE} not found: --index must be an `inbedder index` output "
+                         "folder")
+
+
 def load_served(folder: str | Path, engine: InBedder, clusters: dict[str, dict]) -> ServedIndex:
     folder = Path(folder)
-    if not (folder / MANIFEST_FILE).is_file():
-        raise ServeError(f"{folder / MANIFEST_FILE} not found: --index must be an `inbedder index` output folder")
+    check_index_folder(folder)
     text = (folder / MANIFEST_FILE).read_text()
     searcher = Searcher(folder, engine)
     return ServedIndex(folder, searcher, text, clusters.get(searcher.manifest.instruction))
