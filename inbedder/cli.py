@@ -180,19 +180,18 @@ def index(table, instructions, out_dir, metric, memory_budget_gb, recall_target,
 @click.option("-k", type=int, default=10, show_default=True)
 @click.option("--table", help="Attach the matching rows' columns from this table.")
 @click.option("--queries-file", type=click.File("r"), help="One query per line.")
-@click.option("--model", "model_name", default=None, help="Model to embed queries with (default: embedded default).")
-@click.option("--adapter", default=None, type=click.Path(exists=True, file_okay=False),
-              help="The adapter the index's vectors were made with (an `inbedder train` output folder).")
+@_model_options
 @click.option("--json", "as_json", is_flag=True, help="JSON lines output.")
-def query(index_dir, texts, k, table, queries_file, model_name, adapter, as_json) -> None:
+def query(model, index_dir, texts, k, table, queries_file, as_json) -> None:
     """Embed queries with the index's instruction and return the nearest rows."""
     require_extra("index")
-    from inbedder.index import Searcher
+    from inbedder.index import Manifest, Searcher
 
+    Manifest.read(Path(index_dir))  # not an index: fails before the model loads
     queries = list(texts) + ([line.rstrip("\n") for line in queries_file if line.strip()] if queries_file else [])
     if not queries:
         raise click.UsageError("give query texts or --queries-file")
-    searcher = Searcher(index_dir, model_name=model_name, adapter=adapter)
+    searcher = Searcher(index_dir, _load(model))
     results = searcher.search(queries, k, table)
     for q, hits in zip(queries, results):
         if as_json:
@@ -216,23 +215,20 @@ def query(index_dir, texts, k, table, queries_file, model_name, adapter, as_json
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
 @click.option("--token-file", default=None, help="File holding the token every request must carry "
                                                  "(or set INBEDDER_SERVE_TOKEN).")
-@click.option("--model", "model_name", default=None, help="Model the indexes were built with (default: the "
-                                                          "embedded default).")
-@click.option("--adapter", default=None, type=click.Path(exists=True, file_okay=False),
-              help="The adapter the indexes' vectors were made with.")
+@_model_options
 @click.option("--max-texts", type=click.IntRange(1), default=32, show_default=True, help="Texts per request.")
 @click.option("--max-k", type=click.IntRange(1), default=100, show_default=True)
 @click.option("--batch-window-ms", type=click.FloatRange(0), default=10.0, show_default=True,
               help="How long a query waits for others to share its forward pass.")
-def serve(index_dirs, cluster_dirs, host, port, token_file, model_name, adapter, max_texts, max_k,
-          batch_window_ms) -> None:
+def serve(model, index_dirs, cluster_dirs, host, port, token_file, max_texts, max_k, batch_window_ms) -> None:
     """Serve the indexes over HTTP (/search, /indexes, /health) with a web page at /."""
     require_extra("serve")
     from inbedder.serve.app import serve as run_server
     from inbedder.serve.settings import ServeSettings, read_token
 
-    settings = ServeSettings(tuple(index_dirs), tuple(cluster_dirs), host, port, read_token(token_file), model_name,
-                             adapter, max_texts=max_texts, max_k=max_k, batch_window_ms=batch_window_ms)
+    settings = ServeSettings(tuple(index_dirs), tuple(cluster_dirs), host, port, read_token(token_file), model.name,
+                             model.adapter, max_texts=max_texts, max_k=max_k, batch_window_ms=batch_window_ms,
+                             dtype=model.dtype, device=model.device, threads=model.threads)
     run_server(settings)
 
 

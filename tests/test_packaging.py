@@ -7,6 +7,9 @@ import tomllib
 from .conftest import REPO
 
 EXTRAS_ONLY = ("pyspark", "ray", "deltalake", "faiss", "peft", "sklearn", "matplotlib", "scipy", "pandas")
+# the same, as the distributions the extras declare (what `require_extra` reads)
+EXTRA_DISTRIBUTIONS = ("pyspark", "ray", "deltalake", "faiss-cpu", "peft", "scikit-learn", "matplotlib", "scipy",
+                       "pandas", "fastapi", "uvicorn", "psutil", "tenacity")
 
 BLOCK = f"""
 import importlib.abc, sys
@@ -19,6 +22,13 @@ sys.meta_path.insert(0, Block())
 import importlib.util
 real = importlib.util.find_spec
 importlib.util.find_spec = lambda name, *a: None if name.split('.')[0] in {EXTRAS_ONLY!r} else real(name, *a)
+import importlib.metadata as md
+real_version = md.version
+def version(name):
+    if name in {EXTRA_DISTRIBUTIONS!r}:
+        raise md.PackageNotFoundError(name)
+    return real_version(name)
+md.version = version
 """
 
 
@@ -28,7 +38,7 @@ def test_the_base_install_lists_no_stage_dependency():
     assert not [m for m in ("pyspark", "ray", "deltalake", "faiss", "peft", "scikit-learn", "matplotlib") if m in base]
     extras = project["optional-dependencies"]
     assert {"job", "index", "train", "eval", "serve", "all"} <= set(extras)
-    assert "inbedder[job,index,train,eval,serve]" in extras["all"]
+    assert "inbedder[job,index,cluster,train,eval,serve]" in extras["all"]
 
 
 def test_the_engine_and_cli_work_without_any_extra_and_a_stage_names_its_install(tiny_dirs):

@@ -165,7 +165,8 @@ def serve(settings: ServeSettings) -> None:
     for folder in settings.indexes:
         check_index_folder(folder)
     clusters = read_clusters(settings.clusters)
-    engine = InBedder.from_pretrained(settings.model, adapter=settings.adapter)
+    engine = InBedder.from_pretrained(settings.model, adapter=settings.adapter, dtype=settings.dtype,
+                                      device=settings.device, num_threads=settings.threads)
     indexes = IndexSet(settings.indexes, engine, clusters)
     app = create_app(settings, engine, indexes)
     log.info("serving %d index(es) on http://%s:%d", len(indexes.current()), settings.host, settings.port)

@@ -32,6 +32,9 @@ class ServeSettings:
     max_batch: int = 64                  # texts per forward pass
     reload_every_s: float = 2.0          # how often the manifests are checked for a rebuilt index
     map_points: int = 2000               # rows sampled for the 2-D map of a question
+    dtype: str = "auto"                  # the model options every model-loading command takes
+    device: str | None = None
+    threads: int | None = None
     extra: dict = field(default_factory=dict)
 
 
