@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 
 from inbedder import lake
 from inbedder.errors import ClusterError
+from inbedder.kmeans import kmeans
 from inbedder.lake import VectorSource, cluster_column, open_dataset, require_same_model
 
 if TYPE_CHECKING:
@@ -92,19 +93,6 @@ def read_vectors(source: VectorSource) -> ClusterData:
     if not parts:
         raise ClusterError(f"{source.path} has no vectors for instruction {source.instruction!r} yet")
     return ClusterData(pa.concat_arrays(keys), pa.concat_arrays(hashes), np.concatenate(parts))
-
-
-def kmeans(vectors: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(centroids, label per row, squared distance to its centroid)."""
-    import faiss
-
-    if not 2 <= k <= len(vectors):
-        raise ClusterError(f"k must be between 2 and the number of rows with vectors ({len(vectors)}), got {k}")
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
-    km = faiss.Kmeans(x.shape[1], k, niter=25, nredo=3, seed=seed, verbose=False, min_points_per_centroid=1)
-    km.train(x)
-    distances, labels = km.index.search(x, 1)
-    return km.centroids, labels[:, 0].astype(np.int32), distances[:, 0]
 
 
 def nearest_rows(labels: np.ndarray, distances: np.ndarray, cluster: int, n: int) -> np.ndarray:

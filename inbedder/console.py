@@ -57,7 +57,7 @@ def log_to_console(level: int = logging.INFO) -> logging.Handler:
 
 def log_to_file(command: str) -> Path:
     """Each run's full log (tracebacks and Java traces included) in a file of its own, under the cache."""
-    from inbedder.engine.cache import cache_root
+    from inbedder.fs import cache_root
 
     folder = cache_root() / "logs"
     folder.mkdir(parents=True, exist_ok=True)

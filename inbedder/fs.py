@@ -10,6 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def cache_root() -> Path:
+    """Where converted models, digests and run logs are kept (INBEDDER_CACHE overrides)."""
+    root = Path(os.environ.get("INBEDDER_CACHE") or Path.home() / ".cache" / "inbedder")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
 def replace_folder(target: str | Path, fill: Callable[[Path], None]) -> None:
     """Fill a sibling folder, then swap it in by rename: readers see the old folder or the new, never half.
 

@@ -1,12 +1,6 @@
-"""Where converted models and digests are cached (INBEDDER_CACHE overrides)."""
+"""Where converted models and digests are cached (INBEDDER_CACHE overrides): the root is shared with the run
+logs, so it lives in `inbedder.fs`."""
 
-from __future__ import annotations
+from inbedder.fs import cache_root
 
-import os
-from pathlib import Path
-
-
-def cache_root() -> Path:
-    root = Path(os.environ.get("INBEDDER_CACHE") or Path.home() / ".cache" / "inbedder")
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+__all__ = ["cache_root"]

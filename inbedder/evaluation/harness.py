@@ -30,7 +30,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 if TYPE_CHECKING:
-    from inbedder.engine import InBedder
+    from inbedder.data_splits import HELD_OUT_DOMAINS
+from inbedder.engine import InBedder
 
 INSTRUCTIONS_FILE = "inbedder_instructions/inbedder_task_instructions.json"
 ROBUSTNESS_GROUPS = ("correct", "implicit", "incorrect")
@@ -102,7 +103,7 @@ class InBedderUnderTest:
 # --- scoring primitives ----------------------------------------------------------------
 
 def kmeans_labels(vectors: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
-    from inbedder.clusters import kmeans
+    from inbedder.kmeans import kmeans
 
     return kmeans(vectors, k, seed)[1]
 
@@ -161,7 +162,6 @@ def clustering_eval(embedder: EvalEmbedder, data_dir: Path, datasets: Sequence[s
 
 
 TRANSFER_FILE = "sgd/sgd_intent_turns.parquet"
-HELD_OUT_DOMAINS = ("Homes", "RideSharing", "Alarm", "Trains")  # SGD domains training never sees
 TRANSFER_QUESTIONS = {"domain": "Which broad kind of service is this request for?",
                       "intent": "What specific action does the user ask for?"}
 

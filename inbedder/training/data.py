@@ -53,7 +53,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from inbedder.evaluation.harness import HELD_OUT_DOMAINS
+from inbedder.data_splits import HELD_OUT_DOMAINS
 
 QA_FILES = {  # dataset -> file under data_dir (context, question, answer columns)
     "squad": "qa/squad_v11_train.parquet",
@@ -507,7 +507,7 @@ def build_training_rows(data_dir: str | Path, options: DataOptions | None = None
         rows += _coarse_rows(data, options, banking, emotions, rng)
     if options.subject_facet:
         if embed is None:
-            from inbedder.evaluation.baselines import MiniLM
+            from inbedder.engine.minilm import MiniLM
 
             embed = MiniLM().encode
         rows += _subject_rows(data, options, embed, rng)
