@@ -264,12 +264,15 @@ def serve(model, index_dirs, cluster_dirs, host, port, token_file, max_texts, ma
 @click.option("--before", "before_path", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Earlier `inbedder eval` JSON (same sample sizes): its models join the tables, and the model "
                    "here is checked against its first model (the training issue's acceptance).")
+@click.option("--breadth-reference", "breadth_references", multiple=True,
+              help="A model of this run or of --before (its name, or a part of it naming one model) the first model "
+                   "is checked against on breadth (issue 28's acceptance); repeat, e.g. for v1 and v2.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
 @click.option("--out", "out_path", default="out/eval.json", show_default=True,
               help="JSON results; the markdown table (.md) and the plot (.png) are written beside it.")
 def evaluate(model, data_dir, tests, datasets, robustness_sets, rows, facet_rows, trained_on, robustness_rows,
-             stsb_pairs, per_group, kmeans_seeds, baselines, also_models, also_adapters, before_path, progress,
-             out_path) -> None:
+             stsb_pairs, per_group, kmeans_seeds, baselines, also_models, also_adapters, before_path,
+             breadth_references, progress, out_path) -> None:
     """Instruction-awareness: two-facet clustering, robustness, STS-B, transfer, breadth; baselines in the same run."""
 
     require_extra("eval")
@@ -298,10 +301,30 @@ def evaluate(model, data_dir, tests, datasets, robustness_sets, rows, facet_rows
 
         minilm = MiniLM()
         embedders += [MiniLMBaseline(minilm, prepend=False), MiniLMBaseline(minilm, prepend=True)]
+    if breadth_references and "facets" not in options.tests:
+        raise ConfigError("--breadth-reference needs the breadth suite: add --test facets")
     results, checks_md = run_evaluation(embedders, Path(data_dir), options, before)
+    if breadth_references:
+        from inbedder.evaluation.facets import breadth_acceptance, breadth_acceptance_markdown
+
+        candidate = next(iter(results))
+        references = [_one_model(results, part) for part in breadth_references]
+        checks_md += "\n" + breadth_acceptance_markdown(breadth_acceptance(results, candidate, references),
+                                                        candidate, references)
     json_path, md, png = write_results(results, Path(out_path), checks_md)
     click.echo(to_markdown(results) + checks_md)
     click.echo(f"wrote {json_path}, {md}, {png}")
+
+
+def _one_model(results: dict, part: str) -> str:
+    """The model of `results` named `part`, or the one whose name contains it."""
+    if part in results:
+        return part
+    found = [m for m in results if part in m]
+    if len(found) != 1:
+        raise ConfigError(f"--breadth-reference {part!r} names {len(found)} models of this run "
+                          f"({'; '.join(found) or ', '.join(results)}): give a part of one name")
+    return found[0]
 
 
 @main.command()

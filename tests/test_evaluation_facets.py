@@ -118,3 +118,34 @@ def test_facet_sets_match_the_shipped_data():
         columns = pq.read_schema(DATA / spec.file).names
         assert "text" in columns and all(f.column in columns for f in spec.facets.values()), name
     assert sum(len(s.facets) for s in FACET_SETS.values()) == 23
+
+
+def _facet_result(own: dict[str, float], margin: dict[str, float], family: str = "attitude") -> dict:
+    """One model's facet results for single-facet sets named after their facet (the generic question beside)."""
+    return {"facets": {name: {"v_measure": {name: {name: own[name]}, GENERIC: {name: own[name] - margin[name]}},
+                              "diagonal_margin": {name: margin[name]}, "trained_on": False,
+                              "families": {name: family}} for name in own}}
+
+
+def test_breadth_acceptance_checks_the_issues_four_criteria():
+    from inbedder.evaluation.facets import breadth_acceptance, breadth_acceptance_markdown
+
+    facets = ("a", "b", "c")
+    results = {
+        "new": _facet_result({"a": 0.40, "b": 0.30, "c": 0.02}, {"a": 0.20, "b": 0.10, "c": 0.00}),
+        "v1": _facet_result({"a": 0.42, "b": 0.20, "c": 0.01}, {"a": 0.10, "b": 0.05, "c": 0.00}),
+        "v2": _facet_result({"a": 0.30, "b": 0.25, "c": 0.00}, {"a": 0.05, "b": 0.08, "c": 0.00}),
+        MINILM_Q: _facet_result({"a": 0.10, "b": 0.10, "c": 0.04}, dict.fromkeys(facets, 0.0)),  # c: below 0.05
+    }
+    checks = breadth_acceptance(results, "new", ["v1", "v2"])
+    assert [c.passed for c in checks] == [True, True, True, True, True]
+    assert checks[0].measured == "+0.100 vs +0.050" and checks[4].measured == "2 of 2 (needs 2)"
+    # a facet 0.05 below the better reference fails; so does a non-content facet under MiniLM + question
+    results["new"] = _facet_result({"a": 0.37, "b": 0.30, "c": 0.06}, {"a": 0.20, "b": 0.10, "c": 0.04})
+    results[MINILM_Q] = _facet_result({"a": 0.10, "b": 0.10, "c": 0.08}, dict.fromkeys(facets, 0.0))
+    failed = {c.name: c for c in breadth_acceptance(results, "new", ["v1", "v2"]) if not c.passed}
+    assert list(failed) == ["no facet more than 0.03 below the better reference",
+                            "own >= MiniLM + question where it reaches 0.05 (not content)"]
+    assert "a (a) 0.370 < 0.420" in failed["no facet more than 0.03 below the better reference"].measured
+    assert "3 of 5 checks pass" in breadth_acceptance_markdown(breadth_acceptance(results, "new", ["v1", "v2"]),
+                                                               "new", ["v1", "v2"])

@@ -170,6 +170,59 @@ def breadth_table(results: Mapping[str, dict]) -> dict[str, dict[str, Breadth]]:
             for m, s in with_facets.items()}
 
 
+@dataclass(frozen=True)
+class BreadthCheck:
+    name: str
+    passed: bool
+    measured: str
+
+
+def breadth_acceptance(results: Mapping[str, dict], candidate: str, references: Sequence[str],
+                       max_drop: float = 0.03, minilm_floor: float = 0.05, reachable: float = 0.1,
+                       share: float = 2 / 3) -> list[BreadthCheck]:
+    """Issue 28's acceptance for `candidate` against `references` (e.g. v1 and v2), all measured in one run
+    and all on the held-out sets: a breadth score above each reference; no facet's own-question v-measure more
+    than `max_drop` below the best reference's; own >= MiniLM + question on every facet not about content
+    where MiniLM + question reaches `minilm_floor`; margin >= 0.05 on `share` of the facets where any model
+    reaches `reachable`."""
+    scores = {m: {(s.set, s.facet): s for s in facet_scores(r["facets"]) if not s.trained_on}
+              for m, r in results.items() if r.get("facets")}
+    missing = [m for m in (candidate, *references) if m not in scores]
+    if missing:
+        raise ValueError(f"no facet results for {', '.join(missing)}")
+    mine, table = scores[candidate], breadth_table(results)
+    checks = []
+    score = table[candidate]["held-out"].mean_margin
+    for ref in references:
+        theirs = table[ref]["held-out"].mean_margin
+        checks.append(BreadthCheck(f"breadth score above {ref}", score > theirs, f"{score:+.3f} vs {theirs:+.3f}"))
+    drops = [f"{f} ({s}) {x.own:.3f} < {max(scores[r][(s, f)].own for r in references):.3f}"
+             for (s, f), x in mine.items() if x.own < max(scores[r][(s, f)].own for r in references) - max_drop]
+    checks.append(BreadthCheck(f"no facet more than {max_drop} below the better reference", not drops,
+                               "; ".join(drops) or f"all {len(mine)} facets within"))
+    if MINILM_Q in scores:
+        floor = [(k, x) for k, x in mine.items()
+                 if x.family in NOT_CONTENT_FAMILIES and scores[MINILM_Q][k].own >= minilm_floor]
+        below = [f"{f} ({s}) {x.own:.3f} < {scores[MINILM_Q][(s, f)].own:.3f}" for (s, f), x in floor
+                 if x.own < scores[MINILM_Q][(s, f)].own]
+        checks.append(BreadthCheck(f"own >= MiniLM + question where it reaches {minilm_floor} (not content)",
+                                   not below, "; ".join(below) or f"{len(floor)} of {len(floor)} facets"))
+    reach = [k for k in mine if any(per[k].own >= reachable for per in scores.values() if k in per)]
+    wide = sum(mine[k].margin >= MIN_MARGIN for k in reach)
+    needed = int(np.ceil(share * len(reach) - 1e-9))
+    checks.append(BreadthCheck(f"margin >= {MIN_MARGIN} on {share:.0%} of the facets some model reads (>= "
+                               f"{reachable})", wide >= needed, f"{wide} of {len(reach)} (needs {needed})"))
+    return checks
+
+
+def breadth_acceptance_markdown(checks: Sequence[BreadthCheck], candidate: str, references: Sequence[str]) -> str:
+    lines = [f"### Breadth acceptance: {candidate} against {', '.join(references)}", "",
+             "| check | result | measured |", "|---|---|---|"]
+    lines += [f"| {c.name} | {'pass' if c.passed else 'FAIL'} | {c.measured} |" for c in checks]
+    lines += ["", f"{sum(c.passed for c in checks)} of {len(checks)} checks pass.", ""]
+    return "\n".join(lines)
+
+
 def breadth_markdown(results: Mapping[str, dict]) -> str:
     """The breadth summary, then one table per family (own v-measure / margin per facet, per model)."""
     table = breadth_table(results)
