@@ -29,9 +29,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from inbedder.data_splits import HELD_OUT_DOMAINS
+
 if TYPE_CHECKING:
-    from inbedder.data_splits import HELD_OUT_DOMAINS
-from inbedder.engine import InBedder
+    from inbedder.engine import InBedder
 
 INSTRUCTIONS_FILE = "inbedder_instructions/inbedder_task_instructions.json"
 ROBUSTNESS_GROUPS = ("correct", "implicit", "incorrect")
