@@ -18,7 +18,8 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from inbedder import InBedder
-from inbedder.job.settings import ConfigError, load_config
+from inbedder.errors import ConfigError
+from inbedder.job.settings import load_config
 from inbedder.job import JobError, run_job
 from inbedder.lake import TableError
 
