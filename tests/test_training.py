@@ -561,8 +561,9 @@ def test_a_soup_of_two_adapters_merges_to_the_mean_of_their_updates(tiny_dirs, r
     assert result.exit_code == 0 and [s["weight"] for s in json.loads(
         (tmp_path / "even" / "inbedder_adapter.json").read_text())["soup"]] == [0.5, 0.5]
     result = CliRunner().invoke(main, ["soup", "--adapter", str(first), "--out", str(tmp_path / "one")])
-    assert result.exit_code == 1 and result.output.strip().splitlines() == [
-        "Error: a soup needs two adapters or more, and one weight per adapter"]
+    lines = result.output.strip().splitlines()  # the common contract: one line, the problem, the log file
+    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith(
+        "Error: inbedder soup failed: a soup needs two adapters or more, and one weight per adapter (details: ")
 
 
 def test_breadth_rows_come_only_from_sets_licensed_for_training():
