@@ -68,13 +68,11 @@ class DeltaOutput(OutputTable):
     def read_existing_at(cls, path: str) -> ExistingOutput | None:
         from deltalake import DeltaTable
 
-        if not is_delta_table(path):
-            if not is_remote(path) and Path(path).exists() and any(p.name != STAGING for p in Path(path).iterdir()):
-                raise TableError(f"output {path} exists and is not a Delta table: refusing to write into it")
-            return None
-        table = DeltaTable(path)
-        return ExistingOutput("delta", table.version(), OutputMeta.from_delta(table.metadata()),
-                              pa.schema(table.schema().to_arrow()))
+        return _existing_of(DeltaTable(path)) if _is_output(path) else None
+
+    def read_existing(self) -> ExistingOutput | None:
+        """Through the run's handle: the log is loaded once for the whole run."""
+        return _existing_of(self.table()) if _is_output(self.path) else None
 
     @classmethod
     def files_at(cls, path: str) -> list[str]:
@@ -385,6 +383,20 @@ class DeltaOutput(OutputTable):
 
     def _file_size_property(self) -> dict[str, str] | None:
         return {TARGET_FILE_SIZE: str(self.target_file_bytes)} if self.target_file_bytes else None
+
+
+def _is_output(path: str) -> bool:
+    """A Delta table (True), nothing yet (False); a folder holding anything else is refused."""
+    if is_delta_table(path):
+        return True
+    if not is_remote(path) and Path(path).exists() and any(p.name != STAGING for p in Path(path).iterdir()):
+        raise TableError(f"output {path} exists and is not a Delta table: refusing to write into it")
+    return False
+
+
+def _existing_of(table) -> ExistingOutput:
+    return ExistingOutput("delta", table.version(), OutputMeta.from_delta(table.metadata()),
+                          pa.schema(table.schema().to_arrow()))
 
 
 # --- one retry policy: only a commit that lost a race with another writer is tried again ------------------

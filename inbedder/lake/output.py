@@ -160,7 +160,8 @@ class OutputTable(ABC):
         except BaseException as exc:
             self.abort(exc)
             raise
-        self._release()
+        if self._lease is not None:  # a run that ended without `complete` (which releases it)
+            self._release()
 
     def committed_wave(self, run_id: str) -> int:
         """The last wave number this run committed (-1: none; a format without a log can't tell)."""

@@ -35,6 +35,17 @@ def _rows(output: lake.OutputTable) -> dict[str, list[float] | None]:
     return dict(zip(table.column("id").to_pylist(), table.column("q_embedding").to_pylist()))
 
 
+def _run(path: str, fmt: str, run_id: str, ids: list[str], value: float, new_keys: bool = True,
+         source: list[str] | None = None, gone: list[str] = ()) -> tuple[lake.OutputTable, int]:
+    """One run of one wave, as the job does it: open, start, write, complete. Returns the output and rows deleted."""
+    output = lake.open_output_table(path, fmt, "id")
+    with output.writing(run_id, "a1"):
+        wave = output.next_wave()
+        output.write(wave, lake.WaveWrite(_stage(output, wave, ids, value), new_keys=new_keys), _meta())
+        deleted = output.complete(_completion(run_id, source or ids, gone=gone))
+    return output, deleted
+
+
 def _files(folder) -> dict:
     return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
@@ -42,20 +53,12 @@ def _files(folder) -> dict:
 @pytest.mark.parametrize("fmt", ["delta", "parquet"])
 def test_a_run_writes_its_waves_and_completes_with_the_gone_keys_removed(tmp_path, fmt):
     path = str(tmp_path / "out")
-    first = lake.open_output_table(path, fmt, "id")
-    with first.writing("run1", "a1"):
-        wave = first.next_wave()
-        first.write(wave, lake.WaveWrite(_stage(first, wave, ["a", "b", "c"], 1.0), new_keys=True), _meta())
-        first.complete(_completion("run1", ["a", "b", "c"]))
+    first, _ = _run(path, fmt, "run1", ["a", "b", "c"], 1.0)
     assert _rows(first) == {"a": [1.0, 1.0], "b": [1.0, 1.0], "c": [1.0, 1.0]}
     assert not (tmp_path / "out" / lake.STAGING).exists()
 
-    second = lake.open_output_table(path, fmt, "id")  # b changed, c left the source
-    assert second.existing is not None and second.existing.meta == _meta()
-    with second.writing("run2", "a1"):
-        wave = second.next_wave()
-        second.write(wave, lake.WaveWrite(_stage(second, wave, ["b"], 2.0), new_keys=False), _meta())
-        deleted = second.complete(_completion("run2", ["a", "b"], gone=["c"]))
+    assert lake.open_output_table(path, fmt, "id").existing.meta == _meta()
+    second, deleted = _run(path, fmt, "run2", ["b"], 2.0, new_keys=False, source=["a", "b"], gone=["c"])  # b changed
     assert deleted == 1 and _rows(second) == {"a": [1.0, 1.0], "b": [2.0, 2.0]}
     assert not (tmp_path / "out" / lake.STAGING).exists()
 
@@ -63,11 +66,7 @@ def test_a_run_writes_its_waves_and_completes_with_the_gone_keys_removed(tmp_pat
 @pytest.mark.parametrize("fmt", ["delta", "parquet"])
 def test_an_aborted_run_leaves_the_output_as_it_was_and_no_staged_files(tmp_path, fmt):
     path = str(tmp_path / "out")
-    output = lake.open_output_table(path, fmt, "id")
-    with output.writing("run1", "a1"):
-        wave = output.next_wave()
-        output.write(wave, lake.WaveWrite(_stage(output, wave, ["a", "b"], 1.0), new_keys=True), _meta())
-        output.complete(_completion("run1", ["a", "b"]))
+    _run(path, fmt, "run1", ["a", "b"], 1.0)
     before = _files(tmp_path / "out")
 
     again = lake.open_output_table(path, fmt, "id")
