@@ -512,6 +512,13 @@ def test_a_run_starts_from_an_earlier_runs_weights_and_refuses_ungrouped_data(ti
     train(_config(tiny_dirs, rows_file, tmp_path / "second", max_steps=1, lr=1e-12, init_from=str(tmp_path / "first")))
     second = load_file(tmp_path / "second" / "checkpoint" / "trainable.safetensors")
     assert all(torch.allclose(first[k], second[k], atol=1e-6) for k in first)
+    train(_config(tiny_dirs, rows_file, tmp_path / "from-adapter", max_steps=1, lr=1e-12,
+                  init_from=str(tmp_path / "first" / "adapter")))
+    from_adapter = load_file(tmp_path / "from-adapter" / "checkpoint" / "trainable.safetensors")
+    assert all(torch.allclose(first[k], from_adapter[k], atol=1e-6) for k in first)
+    with pytest.raises(TrainingError, match="set lora_r: 4 and lora_alpha"):
+        train(_config(tiny_dirs, rows_file, tmp_path / "other-rank", lora_r=2,
+                      init_from=str(tmp_path / "first" / "adapter")))
     with pytest.raises(TrainingError, match="group"):
         train(_config(tiny_dirs, rows_file, tmp_path / "third", contrastive_weight=0.5))
     with pytest.raises(TrainingError, match="another method"):

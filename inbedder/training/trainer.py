@@ -86,8 +86,9 @@ class TrainConfig(BaseModel):
     contrastive_coarse_temperature: float | None = Field(default=None, gt=0, description=(
         "with coarse merge, the temperature of a coarse question's steps (unset: contrastive_temperature). Lower "
         "weighs a positive that lags the others more: it asks a domain's intents to collapse, not just to rank"))
-    init_from: str | None = Field(default=None, description="start from the trainable weights of an earlier "
-                                                            "run's checkpoint folder (same method and base)")
+    init_from: str | None = Field(default=None, description=(
+        "start from the trainable weights of an earlier run's checkpoint folder (same method and base), or from "
+        "an exported LoRA adapter (a run's `adapter/` or an `inbedder soup`; lora_r and lora_alpha must be its own)"))
     threads: int | None = None
     progress: bool = True
 
@@ -583,14 +584,48 @@ def row_relatives(rows: pa.Table, groups: tuple[str | None, ...]) -> tuple[tuple
 
 
 def _load_trainable(folder: Path, model: torch.nn.Module) -> None:
-    """Start from an earlier run's trainable weights (its checkpoint folder, or the run's folder)."""
+    """Start from an earlier run's trainable weights (its checkpoint folder, the run's folder, or an adapter)."""
     from safetensors.torch import load_file
 
+    if (folder / "adapter_config.json").is_file():
+        _load_adapter(folder, model)
+        return
     file = next((f for f in (folder / "trainable.safetensors", folder / "checkpoint" / "trainable.safetensors")
                  if f.is_file()), None)
     if file is None:
-        raise TrainingError(f"init_from: {folder} holds no trainable.safetensors (give a run's checkpoint folder)")
-    weights, named = load_file(file), dict(model.named_parameters())
+        raise TrainingError(f"init_from: {folder} holds no trainable.safetensors or adapter_config.json "
+                            "(give a run's checkpoint folder or an exported adapter)")
+    _copy_into(model, load_file(file), file)
+
+
+def _load_adapter(folder: Path, model: torch.nn.Module) -> None:
+    """An exported LoRA adapter (a soup included) as the start: its update becomes the trainable LoRA's."""
+    from peft import PeftModel
+    from peft.utils import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from inbedder.engine.loading import is_plain_lora
+
+    if not isinstance(model, PeftModel):
+        raise TrainingError(f"init_from: {folder} is a LoRA adapter; train it with method: lora")
+    own = model.peft_config["default"]
+    config = json.loads((folder / "adapter_config.json").read_text())
+    if not is_plain_lora(config):
+        raise TrainingError(f"init_from: {folder} is not a plain LoRA adapter")
+    if (int(config["r"]), float(config["lora_alpha"])) != (own.r, float(own.lora_alpha)):
+        raise TrainingError(f"init_from: {folder} has rank {config['r']} and alpha {config['lora_alpha']}: "
+                            f"set lora_r: {config['r']} and lora_alpha: {config['lora_alpha']} to continue it")
+    file = folder / "adapter_model.safetensors"
+    result = set_peft_model_state_dict(model, load_file(file))
+    lora_missing = [k for k in result.missing_keys if "lora_" in k]
+    if result.unexpected_keys or lora_missing:
+        raise TrainingError(f"init_from: {file} adapts other modules than this run "
+                            f"({len(result.unexpected_keys)} unknown, {len(lora_missing)} missing tensors)")
+    log.info("started from the adapter in %s", folder)
+
+
+def _copy_into(model: torch.nn.Module, weights: dict[str, torch.Tensor], file: Path) -> None:
+    named = dict(model.named_parameters())
     unknown = sorted(set(weights) - set(named))
     missing = sorted(n for n, p in named.items() if p.requires_grad and n not in weights)
     if unknown or missing:
