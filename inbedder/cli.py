@@ -219,8 +219,11 @@ def query(model, index_dir, texts, k, table, queries_file, as_json) -> None:
 @click.option("--max-texts", type=click.IntRange(1), default=32, show_default=True, help="Texts per request.")
 @click.option("--max-k", type=click.IntRange(1), default=100, show_default=True)
 @click.option("--batch-window-ms", type=click.FloatRange(0), default=10.0, show_default=True,
-              help="How long a query waits for others to share its forward pass.")
-def serve(model, index_dirs, cluster_dirs, host, port, token_file, max_texts, max_k, batch_window_ms) -> None:
+              help="How long a batch waits at least for the queries it expects to share its forward pass.")
+@click.option("--batch-max-wait-ms", type=click.FloatRange(0), default=250.0, show_default=True,
+              help="How long it waits at most (under load: a share of the last forward pass's time).")
+def serve(model, index_dirs, cluster_dirs, host, port, token_file, max_texts, max_k, batch_window_ms,
+          batch_max_wait_ms) -> None:
     """Serve the indexes over HTTP (/search, /indexes, /health) with a web page at /."""
     require_extra("serve")
     from inbedder.serve.app import serve as run_server
@@ -228,7 +231,7 @@ def serve(model, index_dirs, cluster_dirs, host, port, token_file, max_texts, ma
 
     settings = ServeSettings(tuple(index_dirs), tuple(cluster_dirs), host, port, read_token(token_file), model.name,
                              model.adapter, max_texts=max_texts, max_k=max_k, batch_window_ms=batch_window_ms,
-                             dtype=model.dtype, device=model.device, threads=model.threads)
+                             batch_max_wait_ms=batch_max_wait_ms, dtype=model.dtype, device=model.device, threads=model.threads)
     run_server(settings)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,7 +13,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inbedder.serve.batcher import MicroBatcher
@@ -49,7 +47,7 @@ def _validation_reason(exc: RequestValidationError) -> str:
 
 
 def create_app(settings: ServeSettings, engine: InBedder, indexes: IndexSet) -> FastAPI:
-    batcher = MicroBatcher(engine, settings.batch_window_ms, settings.max_batch)
+    batcher = MicroBatcher(engine, settings.batch_window_ms, settings.max_batch, settings.batch_max_wait_ms)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -123,17 +121,11 @@ def create_app(settings: ServeSettings, engine: InBedder, indexes: IndexSet) -> 
                 return _reason(422, f"texts.{i} has {len(text)} characters: at most {settings.max_chars}")
         if not 1 <= req.k <= settings.max_k:
             return _reason(422, f"k must be between 1 and {settings.max_k}, got {req.k}")
-        started = time.perf_counter()
-        vectors = await batcher.encode(req.texts, served.manifest.instruction_text)
-        encoded = time.perf_counter()
-        # off the event loop: a search (FAISS + the rows' read) that blocked it kept the other requests from
-        # reaching the batcher in time, and forward passes ran with 2 texts instead of 16 (bench/serve.py)
-        results = await run_in_threadpool(served.search, vectors, req.k)
-        done = time.perf_counter()
+        answer = await batcher.search(served, req.texts, req.k)
         return {"question": req.question, "question_text": served.manifest.instruction_text,
                 "table_version": served.manifest.source_version,
-                "results": [{"text": t, "hits": hits} for t, hits in zip(req.texts, results)],
-                "timing_ms": {"encode": (encoded - started) * 1000, "search": (done - encoded) * 1000}}
+                "results": [{"text": t, "hits": hits} for t, hits in zip(req.texts, answer.hits)],
+                "timing_ms": {"encode": answer.encode_ms, "search": answer.search_ms}}
 
     @app.get("/clusters/{question}")
     async def clusters(question: str):

@@ -21,6 +21,7 @@ from inbedder.serve.settings import ServeError
 
 if TYPE_CHECKING:
     from inbedder.engine import InBedder
+    from inbedder.index import Hit
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,10 @@ class ServedIndex:
                 "has_clusters": self.clusters is not None}
 
     def search(self, vectors: np.ndarray, k: int) -> list[list[dict]]:
-        hits = self.searcher.search_vectors(vectors, k)
+        return self.with_rows(self.searcher.search_vectors(vectors, k))
+
+    def with_rows(self, hits: list[list[Hit]]) -> list[list[dict]]:
+        """Hits per query text as the API returns them, with their rows read in one scan."""
         rows = self.rows([h.key for row in hits for h in row])
         return [[{"key": h.key, "score": h.score, "row": rows.get(h.key)} for h in row] for row in hits]
 

@@ -28,7 +28,8 @@ class ServeSettings:
     max_texts: int = 32                  # per request
     max_chars: int = 4000                # per text
     max_k: int = 100
-    batch_window_ms: float = 10.0        # how long the first text of a batch waits for others
+    batch_window_ms: float = 10.0        # how long a batch waits for the requests it expects, at least ...
+    batch_max_wait_ms: float = 250.0     # ... and at most (else a share of the last forward pass's time)
     max_batch: int = 64                  # texts per forward pass
     reload_every_s: float = 2.0          # how often the manifests are checked for a rebuilt index
     map_points: int = 2000               # rows sampled for the 2-D map of a question
