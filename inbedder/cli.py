@@ -231,7 +231,8 @@ def serve(model, index_dirs, cluster_dirs, host, port, token_file, max_texts, ma
 
     settings = ServeSettings(tuple(index_dirs), tuple(cluster_dirs), host, port, read_token(token_file), model.name,
                              model.adapter, max_texts=max_texts, max_k=max_k, batch_window_ms=batch_window_ms,
-                             batch_max_wait_ms=batch_max_wait_ms, dtype=model.dtype, device=model.device, threads=model.threads)
+                             batch_max_wait_ms=batch_max_wait_ms, dtype=model.dtype, device=model.device,
+                             threads=model.threads)
     run_server(settings)
 
 
