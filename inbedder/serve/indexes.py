@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from inbedder.index import Searcher
 from inbedder.index.manifest import MANIFEST_FILE, Manifest
-from inbedder.lake import cluster_column, embedding_column, open_dataset
+from inbedder.lake import answer_column, cluster_column, embedding_column, open_dataset
 from inbedder.serve.settings import ServeError
 
 if TYPE_CHECKING:
@@ -64,7 +64,10 @@ class ServedIndex:
     def with_rows(self, hits: list[list[Hit]]) -> list[list[dict]]:
         """Hits per query text as the API returns them, with their rows read in one scan."""
         rows = self.rows([h.key for row in hits for h in row])
-        return [[{"key": h.key, "score": h.score, "row": rows.get(h.key)} for h in row] for row in hits]
+        answers = answer_column(self.manifest.instruction)  # the model's short answer, when the job stored it
+        return [[{"key": h.key, "score": h.score, "row": rows.get(h.key)}
+                 | ({"answer": rows[h.key].get(answers)} if answers in rows.get(h.key, {}) else {}) for h in row]
+                for row in hits]
 
     def rows(self, keys: list) -> dict:
         """The hits' rows (every column but the vectors) from the indexed table version, by key: the filter is

@@ -34,6 +34,9 @@ def test_hits_equal_the_python_search_with_rows_read_by_key(client, served, llam
     assert [h["key"] for h in hits] == [h.key for h in expected]
     assert [round(h["score"], 5) for h in hits] == [round(h.score, 5) for h in expected]
     assert all(h["row"]["text"] and h["row"]["id"] == h["key"] for h in hits)
+    assert all("answer" not in h for h in hits)  # the table stores answers under "intent" only
+    intent = client.post("/search", json={"question": "intent", "texts": ["please cancel my loan"], "k": 3}).json()
+    assert all(h["answer"] == "wants " + h["row"]["text"].split()[-1] for h in intent["results"][0]["hits"])
     assert set(got["timing_ms"]) == {"encode", "search"}
 
 

@@ -113,6 +113,9 @@ def test_search_compare_and_clusters_in_a_browser(server, browser):
     left = browser.find_element(By.CSS_SELECTOR, "#compare-left-results .question").text
     right = browser.find_element(By.CSS_SELECTOR, "#compare-right-results .question").text
     assert {left, right} == set(QUESTIONS.values())
+    side = "left" if left == QUESTIONS["intent"] else "right"  # the table stores answers under "intent" only
+    answers = browser.find_elements(By.CSS_SELECTOR, f"#compare-{side}-results .hit .answer")
+    assert len(answers) == 5 and all(a.text.startswith("answers: wants ") for a in answers)
     browser.save_screenshot(str(ARTIFACTS / "serve_compare.png"))
 
     browser.find_element(By.ID, "tab-clusters").click()
