@@ -8,13 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from inbedder.errors import IndexBuildError
 from inbedder.index.store import load_index
 from inbedder.index.vectors import prepare
-from inbedder.lake import open_dataset, require_same_model
+from inbedder.lake import open_dataset, require_same_model, rows_by_key
 
 if TYPE_CHECKING:
     from inbedder.engine import InBedder
@@ -61,14 +59,7 @@ class Searcher:
         return hits
 
     def _attach_rows(self, hits: list[list[Hit]], table: str) -> None:
-        keys = pa.array([h.key for row in hits for h in row], type=self._keys.type)
-        dataset = open_dataset(table)
-        columns = [c for c in dataset.schema.names if not c.endswith("_embedding")]
-        wanted = keys.cast(pa.string())
-        by_key: dict = {}
-        for batch in dataset.scanner(columns=columns).to_batches():  # streamed; Delta may expose string_view keys
-            chosen = batch.filter(pc.is_in(batch.column(self.manifest.key).cast(pa.string()), value_set=wanted))
-            by_key.update({r[self.manifest.key]: r for r in chosen.to_pylist()})
+        by_key = rows_by_key(open_dataset(table), self.manifest.key, [h.key for row in hits for h in row])
         for row in hits:
             for h in row:
                 h.row = by_key.get(h.key)

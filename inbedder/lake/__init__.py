@@ -27,5 +27,5 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "snapshot": ("Snapshot", "check_readable", "open_snapshot", "table_format", "unreadable_file_reason"),
     "staging": ("StagedFile", "StagedWave", "StagingLease", "remove_staging", "staging_dir", "sweep_staging",
                 "write_staged_files"),
-    "vectors": ("VectorSource", "open_dataset", "open_output"),
+    "vectors": ("VectorSource", "open_dataset", "open_output", "rows_by_key"),
 })

@@ -28,6 +28,20 @@ def open_dataset(path: str, version: int | None = None) -> ds.Dataset:
     return ds.dataset(path, format="parquet", partitioning="hive")
 
 
+def rows_by_key(dataset: ds.Dataset, key: str, keys: list) -> dict:
+    """Rows (every column but the vectors and inbedder's bookkeeping) for the given keys. The filter is pushed
+    down to the Parquet row groups, so a query's hits never load the table whole."""
+    if not keys:
+        return {}
+    columns = [c for c in dataset.schema.names if not c.endswith("_embedding") and not c.startswith("_inbedder")]
+    key_type = dataset.schema.field(key).type
+    if pa.types.is_integer(key_type):  # in the column's own type, so Parquet statistics can skip row groups
+        where = pc.field(key).isin(pa.array(list(dict.fromkeys(keys))).cast(key_type))
+    else:  # strings (Delta exposes string_view, which the statistics can't compare with string)
+        where = pc.field(key).cast(pa.string()).isin(pa.array(sorted({str(k) for k in keys})))
+    return {r[key]: r for r in dataset.to_table(columns=columns, filter=where).to_pylist()}
+
+
 def open_output(path: str) -> ExistingOutput:
     """An existing inbedder output table, or a one-line error saying why the path is not one."""
     if not is_remote(path) and not Path(path).exists():

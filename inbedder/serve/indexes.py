@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from inbedder.index import Searcher
 from inbedder.index.manifest import MANIFEST_FILE, Manifest
-from inbedder.lake import answer_column, cluster_column, embedding_column, open_dataset
+from inbedder.lake import answer_column, cluster_column, embedding_column, open_dataset, rows_by_key
 from inbedder.serve.settings import ServeError
 
 if TYPE_CHECKING:
@@ -70,20 +69,7 @@ class ServedIndex:
                 for row in hits]
 
     def rows(self, keys: list) -> dict:
-        """The hits' rows (every column but the vectors) from the indexed table version, by key: the filter is
-        pushed down to the Parquet row groups, so the table is never loaded whole."""
-        if not keys:
-            return {}
-        m = self.manifest
-        dataset = self.dataset()
-        columns = [c for c in dataset.schema.names if not c.endswith("_embedding") and not c.startswith("_inbedder")]
-        key_type = dataset.schema.field(m.key).type
-        if pa.types.is_integer(key_type):  # in the column's own type, so Parquet statistics can skip row groups
-            where = pc.field(m.key).isin(pa.array(list(dict.fromkeys(keys))).cast(key_type))
-        else:  # strings (Delta exposes string_view, which the statistics can't compare with string)
-            where = pc.field(m.key).cast(pa.string()).isin(pa.array(sorted({str(k) for k in keys})))
-        table = dataset.to_table(columns=columns, filter=where)
-        return {r[m.key]: {c: v for c, v in r.items()} for r in table.to_pylist()}
+        return rows_by_key(self.dataset(), self.manifest.key, keys)
 
     def cluster_map(self, points: int) -> dict:
         """A 2-D PCA map of (a sample of) the indexed vectors, coloured by the table's cluster column if any."""
