@@ -448,16 +448,32 @@ def train(config_file, overrides, resume) -> None:
 
 @main.command()
 @click.option("--adapter", "adapters", multiple=True, required=True, type=click.Path(exists=True, file_okay=False),
-              help="A LoRA adapter folder (`inbedder train` output); give two or more.")
+              help="A LoRA adapter folder (`inbedder train` output); two or more, or one with --rank / --dtype.")
 @click.option("--weight", "weights", multiple=True, type=float,
               help="One per --adapter, in order, summing to 1 (default: equal weights).")
+@click.option("--rank", type=click.IntRange(1), default=None,
+              help="Store the result at this rank (each layer's update truncated by SVD; default: the summed rank).")
+@click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32", show_default=True,
+              help="Precision the adapter is stored in (the engine merges it in float32).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write the blend to.")
-def soup(adapters, weights, out) -> None:
+def soup(adapters, weights, rank, dtype, out) -> None:
     """Blend LoRA adapters trained from one start: the weighted mean of their weight updates."""
-    from inbedder.training.soup import average_adapters
+    from inbedder.training.soup import average_adapters, compact_adapter
 
-    weights = list(weights) or [1 / len(adapters)] * len(adapters)
-    folder = average_adapters([Path(a) for a in adapters], weights, Path(out))
+    compacting = rank is not None or dtype != "float32"
+    if len(adapters) == 1 and not compacting:
+        raise ConfigError("give two adapters or more to blend (one adapter only with --rank or --dtype)")
+    if len(adapters) == 1:
+        folder = Path(adapters[0])
+    else:
+        weights = list(weights) or [1 / len(adapters)] * len(adapters)
+        folder = average_adapters([Path(a) for a in adapters], weights, Path(out))
+    if compacting:
+        kept = compact_adapter(folder, Path(out), rank, dtype)
+        folder = Path(out)
+        click.echo(f"stored at rank {kept['rank']} (was {kept['from_rank']}) in {dtype}: each layer keeps "
+                   f"{kept['energy_kept_min']:.4%} of its update's energy or more "
+                   f"(mean {kept['energy_kept_mean']:.4%})")
     click.echo(f"adapter written to {folder}; use it with --adapter {folder}")
 
 

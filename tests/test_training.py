@@ -569,8 +569,47 @@ def test_a_soup_of_two_adapters_merges_to_the_mean_of_their_updates(tiny_dirs, r
         (tmp_path / "even" / "inbedder_adapter.json").read_text())["soup"]] == [0.5, 0.5]
     result = CliRunner().invoke(main, ["soup", "--adapter", str(first), "--out", str(tmp_path / "one")])
     lines = result.output.strip().splitlines()  # the common contract: one line, the problem, the log file
-    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith(
-        "Error: inbedder soup failed: a soup needs two adapters or more, and one weight per adapter (details: ")
+    assert result.exit_code == 2 and len(lines) == 1 and "give two adapters or more to blend" in lines[0]
+
+
+def test_an_adapter_is_stored_smaller_with_the_same_update(tiny_dirs, rows_file, tmp_path):
+    from click.testing import CliRunner
+    from transformers import AutoModelForCausalLM
+
+    from inbedder.cli import main
+    from inbedder.engine.loading import merge_plain_lora
+    from inbedder.training.soup import average_adapters, compact_adapter
+
+    first = train(_config(tiny_dirs, rows_file, tmp_path / "first", epochs=1, lr=5e-2))
+    second = train(_config(tiny_dirs, rows_file, tmp_path / "second", epochs=1, lr=5e-2, seed=1))
+    soup = average_adapters([first, second], [0.5, 0.5], tmp_path / "soup")  # rank 4 + 4
+
+    def update(folder):
+        model = AutoModelForCausalLM.from_pretrained(tiny_dirs["llama"])
+        plain = {k: v.clone() for k, v in model.state_dict().items()}
+        assert merge_plain_lora(model, folder)
+        return {k: v - plain[k] for k, v in model.state_dict().items() if not torch.equal(v, plain[k])}
+
+    exact = update(soup)
+    kept = compact_adapter(soup, tmp_path / "half", dtype="float16")  # same rank, half the bytes
+    assert kept["energy_kept_min"] > 0.999999 and kept["rank"] == 8
+    assert (tmp_path / "half" / "adapter_model.safetensors").stat().st_size < \
+        0.55 * (soup / "adapter_model.safetensors").stat().st_size
+    for name, delta in update(tmp_path / "half").items():
+        torch.testing.assert_close(delta, exact[name], rtol=0, atol=2e-3 * float(exact[name].abs().max()))
+    kept = compact_adapter(soup, tmp_path / "low", rank=2)
+    assert 0.3 < kept["energy_kept_min"] < 1.0
+    low = update(tmp_path / "low")
+    for name, delta in low.items():  # the best rank-2 approximation: what it leaves out is what SVD says
+        residual = float(((delta - exact[name]) ** 2).sum()) / float((exact[name] ** 2).sum())
+        assert residual <= 1 - kept["energy_kept_min"] + 1e-4
+    record = json.loads((tmp_path / "low" / "inbedder_adapter.json").read_text())
+    assert record["stored"]["from_rank"] == 8 and record["method"] == "lora-soup"
+    result = CliRunner().invoke(main, ["soup", "--adapter", str(soup), "--rank", "9", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 1 and "between 1 and the adapter's own (8)" in result.output
+    result = CliRunner().invoke(main, ["soup", "--adapter", str(first), "--adapter", str(second), "--rank", "4",
+                                       "--dtype", "bfloat16", "--out", str(tmp_path / "both")])
+    assert result.exit_code == 0 and "stored at rank 4 (was 8) in bfloat16" in result.output
 
 
 def test_breadth_rows_come_only_from_sets_licensed_for_training():

@@ -1,9 +1,12 @@
-"""Averaging LoRA adapters trained from the same start (a "model soup", Wortsman et al. 2022).
+"""Averaging LoRA adapters trained from the same start (a "model soup", Wortsman et al. 2022), and storing one small.
 
 Two runs from one checkpoint that trade one skill for another (here: clustering margins against
 STS-B) can be blended without training: the weighted mean of their weight updates. For LoRA the
 mean is exact in adapter form: stacking the adapters' A matrices and their weighted, scaled B
 matrices gives one adapter of the summed rank whose B @ A is sum_i w_i * (alpha_i / r_i) * B_i @ A_i.
+
+A soup's rank (and size) is the sum of its ingredients'. `compact_adapter` stores an adapter at a lower
+rank (each layer's update truncated by SVD, the energy kept recorded) and in half precision.
 """
 
 from __future__ import annotations
@@ -76,3 +79,55 @@ def average_adapters(folders: list[Path], weights: list[float], out: Path) -> Pa
 
     replace_folder(Path(out), write)
     return Path(out)
+
+
+STORAGE_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def compact_adapter(folder: Path, out: Path, rank: int | None = None, dtype: str = "float32") -> dict:
+    """Write `folder`'s adapter to `out` at `rank` (each layer's update B @ A truncated to its top singular
+    directions; None keeps the rank) stored in `dtype`. Returns what was kept: the smallest and the mean share
+    of each layer's update energy (squared Frobenius norm), also written into the record."""
+    import torch
+    from safetensors.torch import load_file
+
+    folder, out = Path(folder), Path(out)
+    if dtype not in STORAGE_DTYPES:
+        raise TrainingError(f"dtype {dtype!r}: choose one of {', '.join(STORAGE_DTYPES)}")
+    if not all((folder / f).is_file() for f in (_CONFIG, _WEIGHTS, ADAPTER_RECORD)):
+        raise TrainingError(f"{folder} is not a LoRA adapter exported by `inbedder train` or `inbedder soup`")
+    config = json.loads((folder / _CONFIG).read_text())
+    if not is_plain_lora(config):
+        raise TrainingError(f"{folder}: only plain LoRA adapters can be compacted exactly")
+    old_rank = int(config["r"])
+    rank = old_rank if rank is None else rank
+    if not 1 <= rank <= old_rank:
+        raise TrainingError(f"rank {rank}: give a rank between 1 and the adapter's own ({old_rank})")
+    tensors, scale = load_file(folder / _WEIGHTS), lora_scale(config)
+    stored, energy = {}, []
+    for a_name in sorted(n for n in tensors if n.endswith("lora_A.weight")):
+        b_name = a_name.replace("lora_A.weight", "lora_B.weight")
+        a, b = tensors[a_name].double(), scale * tensors[b_name].double()
+        # B @ A = Qb Rb (Qa Ra)^T: the SVD of the small Rb Ra^T gives the update's singular directions
+        qb, rb = torch.linalg.qr(b)
+        qa, ra = torch.linalg.qr(a.T)
+        u, sigma, vt = torch.linalg.svd(rb @ ra.T)
+        total = float((sigma ** 2).sum())
+        energy.append(float((sigma[:rank] ** 2).sum()) / total if total > 0 else 1.0)
+        root = sigma[:rank].sqrt()
+        stored[b_name] = ((qb @ u[:, :rank]) * root).to(getattr(torch, dtype)).contiguous()
+        stored[a_name] = (root[:, None] * (vt[:rank] @ qa.T)).to(getattr(torch, dtype)).contiguous()
+    kept = {"rank": rank, "from_rank": old_rank, "dtype": dtype,
+            "energy_kept_min": round(min(energy), 6), "energy_kept_mean": round(sum(energy) / len(energy), 6)}
+    record = json.loads((folder / ADAPTER_RECORD).read_text()) | {"stored": kept}
+    new_config = dict(config, r=rank, lora_alpha=rank, use_rslora=False)  # scale 1: B carries the old scale
+
+    def write(fresh: Path) -> None:
+        from safetensors.torch import save_file
+
+        save_file(stored, fresh / _WEIGHTS)
+        (fresh / _CONFIG).write_text(json.dumps(new_config, indent=2))
+        (fresh / ADAPTER_RECORD).write_text(json.dumps(record, indent=1))
+
+    replace_folder(out, write)
+    return kept
