@@ -137,20 +137,27 @@ def files_changed_by_others(path: str) -> list[str] | None:
     no file's bits can be trusted."""
     from deltalake import DeltaTable
 
+    table = DeltaTable(path)
     foreign: list[int] = []
-    for commit in DeltaTable(path).history(limit=_LOOK_BACK):
+    for commit in table.history(limit=_LOOK_BACK):
         if _ours(commit):
             break
         if commit.get("operation") not in _ROWS_KEPT:
             foreign.append(int(commit["version"]))
     else:
         return None
+    current = table.file_uris()
+    files_at: dict[int, set[str]] = {table.version(): set(current), -1: set()}
+
+    def files(version: int) -> set[str]:  # loaded once each: a commit's "before" is the previous one's "after"
+        if version not in files_at:
+            table.load_as_version(version)
+            files_at[version] = set(table.file_uris())
+        return files_at[version]
+
     changed: set[str] = set()
     for version in foreign:
-        after = set(DeltaTable(path, version=version).file_uris())
-        before = set(DeltaTable(path, version=version - 1).file_uris()) if version > 0 else set()
-        changed |= after - before
-    current = DeltaTable(path).file_uris()
+        changed |= files(version) - files(version - 1)
     return [f for f in current if f in changed]
 
 
