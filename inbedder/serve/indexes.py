@@ -57,9 +57,6 @@ class ServedIndex:
                 "table_version": m.source_version, "fingerprint": m.fingerprint, "model": m.model,
                 "has_clusters": self.clusters is not None}
 
-    def search(self, vectors: np.ndarray, k: int) -> list[list[dict]]:
-        return self.with_rows(self.searcher.search_vectors(vectors, k))
-
     def with_rows(self, hits: list[list[Hit]]) -> list[list[dict]]:
         """Hits per query text as the API returns them, with their rows read in one scan."""
         rows = self.rows([h.key for row in hits for h in row])
