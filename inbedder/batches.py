@@ -84,6 +84,7 @@ class VectorRecord:
     key: str | None
     instruction: str
     question: str
+    text: str | None = None  # the column embedded
 
     def field_metadata(self) -> dict[bytes, bytes]:
         return {META_KEY.encode(): json.dumps(asdict(self), sort_keys=True).encode()}
@@ -125,9 +126,10 @@ def hidden_size(spec: ModelSpec) -> int:
     return int(config.get("hidden_size") or config["d_model"])
 
 
-def vector_records(spec: ModelSpec, questions: Mapping[str, str], key: str | None) -> dict[str, VectorRecord]:
+def vector_records(spec: ModelSpec, questions: Mapping[str, str], key: str | None,
+                   text: str | None = None) -> dict[str, VectorRecord]:
     name, fingerprint, template, dim = describe(spec)
-    return {n: VectorRecord(name, fingerprint, template, dim, key, n, q) for n, q in questions.items()}
+    return {n: VectorRecord(name, fingerprint, template, dim, key, n, q, text) for n, q in questions.items()}
 
 
 def output_fields(records: Mapping[str, VectorRecord], answers: bool) -> list[pa.Field]:

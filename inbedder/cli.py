@@ -338,7 +338,8 @@ def _one_model(results: dict, part: str) -> str:
 @click.option("-k", "k", type=click.IntRange(2), required=True, help="Number of clusters.")
 @click.option("--texts", default=None, help="Table with the key and text columns (the job's input), when the "
                                             "output has no text column.")
-@click.option("--text-column", default="text", show_default=True)
+@click.option("--text-column", default=None,
+              help="The text column (default: the one the job recorded it embedded, else `text`).")
 @click.option("--sample-per-cluster", type=click.IntRange(1), default=12, show_default=True,
               help="Rows per cluster whose answers are generated for the explanation.")
 @click.option("--report", "report_dir", default=None, help="Folder for report.md, clusters.png, clusters.json "

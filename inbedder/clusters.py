@@ -45,7 +45,7 @@ class ClusterOptions:
     seed: int = 0
     write_back: bool = True
     texts: str | None = None       # table holding key + text, when the output table has no text column
-    text_column: str = "text"
+    text_column: str | None = None  # default: the column the job recorded it embedded, else `text`
     plot_points: int = 5000
 
 
@@ -142,7 +142,7 @@ def sha256_text(text: str) -> str:
 
 def fetch_texts(source: VectorSource, data: ClusterData, wanted: np.ndarray, options: ClusterOptions) -> dict[int, str]:
     """Texts of the wanted rows whose text still hashes to what was embedded (position -> text)."""
-    path, column = source.path, options.text_column
+    path, column = source.path, options.text_column or source.meta.text or "text"
     schema_names = source.dataset().schema.names
     if column in schema_names:
         dataset, key = source.dataset(), source.meta.key

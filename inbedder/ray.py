@@ -36,7 +36,7 @@ class Embed:
         self.text, self.questions, self.key, self.on_error = text, dict(questions), key, on_error
         check_request([text] + ([key] if key else []), text, self.questions, on_error)
         self.spec = ModelSpec(model, adapter, dtype, max_length, threads=threads, answers=answers)
-        self.fields = output_fields(vector_records(self.spec, self.questions, key), answers)
+        self.fields = output_fields(vector_records(self.spec, self.questions, key, text), answers)
         engine_for(self.spec)  # the actor loads its model once, before its first batch
 
     def __call__(self, batch: pa.Table | pd.DataFrame) -> pa.Table:

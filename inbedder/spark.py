@@ -46,7 +46,7 @@ def embed(df: DataFrame, text: str, questions: Mapping[str, str], *, model: str 
     if batch_rows < 1:
         raise InBedderError(f"batch_rows must be >= 1, got {batch_rows}")
     spec = ModelSpec(model, adapter, dtype, max_length, threads=threads, answers=answers)
-    fields = output_fields(vector_records(spec, questions, key), answers)
+    fields = output_fields(vector_records(spec, questions, key, text), answers)
     out_schema = StructType(df.schema.fields + [spark_field(f) for f in fields])
 
     def embed_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:

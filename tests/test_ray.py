@@ -32,6 +32,7 @@ def test_map_batches_equals_the_engine_and_writes_an_indexable_table(cluster, sa
     ds.write_parquet(str(path))
     meta = open_output(str(path)).meta
     assert meta.fingerprint == llama.fingerprint and meta.key == "id" and meta.instructions == QUESTIONS
+    assert meta.text == "text"
     out = pa.dataset.dataset(str(path), format="parquet").to_table().sort_by("id")
     assert out.num_rows == 30 and sum(e is not None for e in out.column("_inbedder_error").to_pylist()) == 1
     good = out.filter(pa.compute.is_null(out.column("_inbedder_error")))

@@ -67,9 +67,9 @@ def test_its_parquet_output_is_accepted_by_index_and_refuses_a_model_mix(cluster
     embed(frame, text="text", questions=QUESTIONS, model=str(tiny_dirs["llama"]), key="id") \
         .write.parquet(str(path))
     meta = open_output(str(path)).meta
-    assert meta.key == "id" and meta.instructions == QUESTIONS and meta.dim > 0
+    assert meta.key == "id" and meta.instructions == QUESTIONS and meta.dim > 0 and meta.text == "text"
     manifest = build_index(str(path), "intent", str(tmp_path / "index"))
-    assert manifest.rows == 39 and manifest.fingerprint == meta.fingerprint
+    assert manifest.rows == 39 and manifest.fingerprint == meta.fingerprint and manifest.text_column == "text"
     mixed = embed(embed(frame, text="text", questions={"a": "Which topic?"}, model=str(tiny_dirs["llama"]))
                   .drop("_inbedder_text_sha256", "_inbedder_error"),
                   text="text", questions={"b": "Which mood?"}, model=str(tiny_dirs["opt"]))

@@ -87,7 +87,8 @@ def new_manifest(source: VectorSource, dim: int, options: BuildOptions, choice: 
     meta = source.meta
     return Manifest(MANIFEST_VERSION, meta.model, meta.fingerprint, source.instruction,
                     meta.instructions[source.instruction], meta.template, dim, options.metric, choice.factory, params,
-                    source.path, source.format, source.version, meta.key, rows, recall, queries, 0.0, 0)
+                    source.path, source.format, source.version, meta.key, rows, recall, queries, 0.0, 0,
+                    text_column=meta.text)
 
 
 def count_and_sample(source: VectorSource, options: BuildOptions) -> tuple[int, np.ndarray]:

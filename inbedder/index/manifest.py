@@ -45,6 +45,7 @@ class Manifest:
     build_seconds: float
     index_bytes: int
     built_at: float = field(default_factory=time.time)
+    text_column: str = ""  # the source's embedded text column ("" for tables that do not record it)
 
     def write(self, folder: Path) -> None:
         (folder / MANIFEST_FILE).write_text(json.dumps(asdict(self), indent=2))

@@ -96,7 +96,7 @@ def meta_with(meta: OutputMeta, existing: ExistingOutput | None) -> OutputMeta:
     """The output's record after this run: instructions from before are kept."""
     instructions = dict(existing.meta.instructions) if existing and existing.meta else {}
     instructions.update(meta.instructions)
-    return OutputMeta(meta.model, meta.fingerprint, meta.template, meta.dim, meta.key, instructions)
+    return OutputMeta(meta.model, meta.fingerprint, meta.template, meta.dim, meta.key, instructions, meta.text)
 
 
 @dataclass(frozen=True)

@@ -171,7 +171,7 @@ class _Run:
             identity = ray.get(actors[0].identity.remote())
             report.model, report.fingerprint = identity["model"], identity["fingerprint"]
             meta = OutputMeta(identity["model"], identity["fingerprint"], identity["template"], identity["dim"],
-                              config.input.key, dict(config.instructions))
+                              config.input.key, dict(config.instructions), config.input.text)
             check_existing(self.existing, meta, config)
             # a re-run planned while the replicas started: its read time is not start-up
             report.seconds["start_up"] = time.perf_counter() - self.started - (report.seconds["read"] if plan else 0)
@@ -314,7 +314,8 @@ class _Run:
         existing = self.existing
         assert existing is not None and existing.meta is not None
         meta = OutputMeta(existing.meta.model, existing.meta.fingerprint, existing.meta.template,
-                          existing.meta.dim, self.config.input.key, dict(self.config.instructions))
+                          existing.meta.dim, self.config.input.key, dict(self.config.instructions),
+                          self.config.input.text)
         check_existing(existing, meta, self.config)
         self.report.model, self.report.fingerprint = meta.model, meta.fingerprint
         self.report.seconds["start_up"] = time.perf_counter() - self.started - self.report.seconds["read"]

@@ -22,12 +22,15 @@ class OutputMeta:
     dim: int
     key: str
     instructions: dict[str, str]
+    text: str = ""  # the column the vectors embed ("" in tables written before it was recorded)
 
     def to_properties(self) -> dict[str, str]:
         props = {f"{META_KEY}.model": self.model, f"{META_KEY}.fingerprint": self.fingerprint,
                  f"{META_KEY}.template": self.template, f"{META_KEY}.dim": str(self.dim),
                  f"{META_KEY}.key": self.key}
         props.update({f"{META_KEY}.instruction.{n}": q for n, q in self.instructions.items()})
+        if self.text:
+            props[f"{META_KEY}.text"] = self.text
         return props
 
     def to_description(self) -> str:
@@ -63,7 +66,7 @@ class OutputMeta:
                              f"({', '.join(sorted(m for m, _ in models))}): their vectors are not comparable")
         first = records[0]
         return cls(first["model"], first["fingerprint"], first["template"], int(first["dim"]), first.get("key") or "",
-                   {r["instruction"]: r["question"] for r in records})
+                   {r["instruction"]: r["question"] for r in records}, first.get("text") or "")
 
     @classmethod
     def from_properties(cls, props: dict[str, str]) -> OutputMeta | None:
@@ -72,7 +75,8 @@ class OutputMeta:
         prefix = f"{META_KEY}.instruction."
         return cls(props[f"{META_KEY}.model"], props[f"{META_KEY}.fingerprint"], props[f"{META_KEY}.template"],
                    int(props[f"{META_KEY}.dim"]), props[f"{META_KEY}.key"],
-                   {k[len(prefix):]: v for k, v in props.items() if k.startswith(prefix)})
+                   {k[len(prefix):]: v for k, v in props.items() if k.startswith(prefix)},
+                   props.get(f"{META_KEY}.text", ""))
 
 
 @dataclass

@@ -123,7 +123,7 @@ def create_app(settings: ServeSettings, engine: InBedder, indexes: IndexSet) -> 
             return _reason(422, f"k must be between 1 and {settings.max_k}, got {req.k}")
         answer = await batcher.search(served, req.texts, req.k)
         return {"question": req.question, "question_text": served.manifest.instruction_text,
-                "table_version": served.manifest.source_version,
+                "table_version": served.manifest.source_version, "text_column": served.text_column,
                 "results": [{"text": t, "hits": hits} for t, hits in zip(req.texts, answer.hits)],
                 "timing_ms": {"encode": answer.encode_ms, "search": answer.search_ms}}
 

@@ -55,7 +55,12 @@ class ServedIndex:
         return {"question": m.instruction, "question_text": m.instruction_text, "rows": m.rows,
                 "index_type": m.factory, "recall_at_10": m.recall_at_10, "table": Path(m.source).name,
                 "table_version": m.source_version, "fingerprint": m.fingerprint, "model": m.model,
-                "has_clusters": self.clusters is not None}
+                "text_column": self.text_column, "has_clusters": self.clusters is not None}
+
+    @property
+    def text_column(self) -> str:
+        """The row column holding the indexed text (`text` for tables written before the job recorded it)."""
+        return self.manifest.text_column or "text"
 
     def with_rows(self, hits: list[list[Hit]]) -> list[list[dict]]:
         """Hits per query text as the API returns them, with their rows read in one scan."""

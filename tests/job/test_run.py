@@ -192,6 +192,7 @@ def test_pinned_delta_version_and_the_index_step(cluster, tmp_path, delta_source
     assert report.input_version == 0 and read_output(tmp_path / "out").num_rows == 200
     manifest = json.loads((tmp_path / "idx" / "intent" / "manifest.json").read_text())
     assert manifest["rows"] == 200 and manifest["source_version"] == report.output_version
+    assert manifest["text_column"] == "text"  # recorded by the job with the vectors: the server shows that column
     assert "index" in report.seconds
 
 

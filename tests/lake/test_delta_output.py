@@ -13,7 +13,7 @@ from inbedder.lake.delta_output import app_id
 
 
 def _meta(*names: str) -> OutputMeta:
-    return OutputMeta("m", "f", "t", 1, "id", {n: f"{n}?" for n in names})
+    return OutputMeta("m", "f", "t", 1, "id", {n: f"{n}?" for n in names}, "body")
 
 
 def test_new_instruction_column_with_a_changed_text_nulls_only_that_rows_old_vectors(tmp_path):

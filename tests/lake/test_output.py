@@ -12,7 +12,7 @@ from inbedder.lake import KEY_HASH, OutputMeta, SourceState
 
 
 def _meta() -> OutputMeta:
-    return OutputMeta("m", "f", "t", 2, "id", {"q": "q?"})
+    return OutputMeta("m", "f", "t", 2, "id", {"q": "q?"}, "body")
 
 
 def _stage(output: lake.OutputTable, wave: lake.WaveId, ids: list[str], value: float) -> lake.StagedWave:

@@ -7,6 +7,7 @@ import hashlib
 import pyarrow as pa
 import pytest
 
+TEXT_COLUMN = "utterance"  # not `text`: the page and the clusters find the column the table records
 QUESTIONS = {"intent": "What does the customer want?", "feeling": "How does the customer feel?"}
 TEXTS = [f"{verb} my {thing}" for verb in ("I lost", "please cancel", "thank you for", "why is", "I love", "help with")
          for thing in ("card", "transfer", "account", "loan", "pin", "refund", "app")]
@@ -16,7 +17,7 @@ def write_two_question_output(path, model, texts=TEXTS, version_tag="t"):
     from inbedder import lake
     from inbedder.lake import OutputMeta
 
-    columns = {"id": [f"k{i}" for i in range(len(texts))], "text": texts,
+    columns = {"id": [f"k{i}" for i in range(len(texts))], TEXT_COLUMN: texts,
                lake.KEY_HASH: [hashlib.sha256(t.encode()).hexdigest() for t in texts]}
     for name, question in QUESTIONS.items():
         columns[f"{name}_embedding"] = pa.array(list(model.encode(texts, question)), type=pa.list_(pa.float32()))
@@ -24,7 +25,8 @@ def write_two_question_output(path, model, texts=TEXTS, version_tag="t"):
     columns[lake.answer_column("intent")] = [f"wants {t.split()[-1]}" for t in texts]
     columns[lake.ERROR] = pa.array([None] * len(texts), type=pa.string())
     data = pa.table(columns)
-    meta = OutputMeta(model.model_name, model.fingerprint, model.template, model.dim, "id", dict(QUESTIONS))
+    meta = OutputMeta(model.model_name, model.fingerprint, model.template, model.dim, "id", dict(QUESTIONS),
+                      TEXT_COLUMN)
     output = lake.DeltaOutput(str(path), "id")
     output.merge_rows(data, meta, lake.WaveId(version_tag, "t", output.committed_wave(version_tag) + 1))
 

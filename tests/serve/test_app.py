@@ -8,7 +8,7 @@ import threading
 import pytest
 from fastapi.testclient import TestClient
 
-from .conftest import QUESTIONS, make_app, write_two_question_output
+from .conftest import QUESTIONS, TEXT_COLUMN, TEXTS, make_app, write_two_question_output
 
 
 @pytest.fixture()
@@ -33,10 +33,11 @@ def test_hits_equal_the_python_search_with_rows_read_by_key(client, served, llam
     hits = got["results"][0]["hits"]
     assert [h["key"] for h in hits] == [h.key for h in expected]
     assert [round(h["score"], 5) for h in hits] == [round(h.score, 5) for h in expected]
-    assert all(h["row"]["text"] and h["row"]["id"] == h["key"] for h in hits)
+    assert got["text_column"] == TEXT_COLUMN and all(h["row"][TEXT_COLUMN] in TEXTS for h in hits)
+    assert all(h["row"]["id"] == h["key"] for h in hits)
     assert all("answer" not in h for h in hits)  # the table stores answers under "intent" only
     intent = client.post("/search", json={"question": "intent", "texts": ["please cancel my loan"], "k": 3}).json()
-    assert all(h["answer"] == "wants " + h["row"]["text"].split()[-1] for h in intent["results"][0]["hits"])
+    assert all(h["answer"] == "wants " + h["row"][TEXT_COLUMN].split()[-1] for h in intent["results"][0]["hits"])
     assert set(got["timing_ms"]) == {"encode", "search"}
 
 
@@ -114,8 +115,6 @@ def test_a_rebuilt_index_is_swapped_in_while_requests_run(tmp_path, llama):
     import time
 
     from inbedder.index import build_index
-
-    from .conftest import TEXTS
 
     write_two_question_output(tmp_path / "table", llama)
     for name in QUESTIONS:

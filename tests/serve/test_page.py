@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import QUESTIONS
+from .conftest import QUESTIONS, TEXTS
 
 ARTIFACTS = Path(os.environ.get("INBEDDER_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "out" /
                                 "test-artifacts"))
@@ -101,7 +101,8 @@ def test_search_compare_and_clusters_in_a_browser(server, browser):
     browser.find_element(By.ID, "search-go").click()
     wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#search-results .hit")) == 5)
     first = browser.find_element(By.CSS_SELECTOR, "#search-results .hit .key").text
-    assert first.startswith("k")
+    assert first.startswith("k")  # the hit's text is read from the column the table records, not from `text`
+    assert all(t.text in TEXTS for t in browser.find_elements(By.CSS_SELECTOR, "#search-results .hit .text"))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "serve_search.png"))
 
@@ -124,6 +125,8 @@ def test_search_compare_and_clusters_in_a_browser(server, browser):
     wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, "#clusters-list .cluster")))
     cards = browser.find_elements(By.CSS_SELECTOR, "#clusters-list .cluster h3")
     assert len(cards) == 3 and sum(int(c.text.split("·")[1].split()[0]) for c in cards) == 42
+    nearest = browser.find_elements(By.CSS_SELECTOR, "#clusters-list .cluster li")  # texts from the recorded column
+    assert nearest and all(li.text in TEXTS for li in nearest)
     wait.until(lambda b: b.find_element(By.ID, "clusters-map").get_attribute("data-points") == "42")
     browser.save_screenshot(str(ARTIFACTS / "serve_clusters.png"))
     assert (ARTIFACTS / "serve_clusters.png").stat().st_size > 10_000
