@@ -149,3 +149,13 @@ def test_breadth_acceptance_checks_the_issues_four_criteria():
     assert "a (a) 0.370 < 0.420" in failed["no facet more than 0.03 below the better reference"].measured
     assert "3 of 5 checks pass" in breadth_acceptance_markdown(breadth_acceptance(results, "new", ["v1", "v2"]),
                                                                "new", ["v1", "v2"])
+
+
+def test_a_facets_only_run_against_an_earlier_one_prints_no_empty_harness_acceptance(facet_data):
+    from inbedder.evaluation.compare import run_evaluation
+
+    data, labels = facet_data
+    options = EvalOptions(tests=("facets",), facet_sets=SETS, facet_rows=100)
+    earlier = {"blind": evaluate(QuestionOracle("blind", labels, content_only=True), data, options)}
+    results, checks_md = run_evaluation([QuestionOracle("follows", labels)], data, options, earlier)
+    assert checks_md == "" and set(results) == {"follows", "blind"}  # the breadth checks are printed apart
