@@ -280,8 +280,8 @@ def evaluate(model, data_dir, tests, datasets, robustness_sets, rows, facet_rows
     """Instruction-awareness: two-facet clustering, robustness, STS-B, transfer, breadth; baselines in the same run."""
 
     require_extra("eval")
-    from inbedder.evaluation import (EvalOptions, InBedderUnderTest, load_before, run_evaluation, to_markdown,
-                                     write_results)
+    from inbedder.evaluation import (EvalOptions, InBedderUnderTest, earlier_names, load_before, run_evaluation,
+                                     to_markdown, write_results)
     from inbedder.evaluation.facets import FACET_SETS
 
     if not (Path(data_dir) / "clustering").is_dir():
@@ -307,12 +307,13 @@ def evaluate(model, data_dir, tests, datasets, robustness_sets, rows, facet_rows
         embedders += [MiniLMBaseline(minilm, prepend=False), MiniLMBaseline(minilm, prepend=True)]
     if breadth_references and "facets" not in options.tests:
         raise ConfigError("--breadth-reference needs the breadth suite: add --test facets")
+    names = [e.name for e in embedders]  # the results' names, known before the hour of embedding
+    references = [_one_model(names + earlier_names(names, before), part) for part in breadth_references]
     results, checks_md = run_evaluation(embedders, Path(data_dir), options, before)
     if breadth_references:
         from inbedder.evaluation.facets import breadth_acceptance, breadth_acceptance_markdown
 
         candidate = next(iter(results))
-        references = [_one_model(results, part) for part in breadth_references]
         checks_md += "\n" + breadth_acceptance_markdown(breadth_acceptance(results, candidate, references),
                                                         candidate, references)
     json_path, md, png = write_results(results, Path(out_path), checks_md)
@@ -320,14 +321,14 @@ def evaluate(model, data_dir, tests, datasets, robustness_sets, rows, facet_rows
     click.echo(f"wrote {json_path}, {md}, {png}")
 
 
-def _one_model(results: dict, part: str) -> str:
-    """The model of `results` named `part`, or the one whose name contains it."""
-    if part in results:
+def _one_model(names: list[str], part: str) -> str:
+    """The model named `part`, or the one whose name contains it."""
+    if part in names:
         return part
-    found = [m for m in results if part in m]
+    found = [m for m in names if part in m]
     if len(found) != 1:
         raise ConfigError(f"--breadth-reference {part!r} names {len(found)} models of this run "
-                          f"({'; '.join(found) or ', '.join(results)}): give a part of one name")
+                          f"({'; '.join(found) or '; '.join(names)}): give a part of one name")
     return found[0]
 
 

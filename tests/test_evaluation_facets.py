@@ -159,3 +159,17 @@ def test_a_facets_only_run_against_an_earlier_one_prints_no_empty_harness_accept
     earlier = {"blind": evaluate(QuestionOracle("blind", labels, content_only=True), data, options)}
     results, checks_md = run_evaluation([QuestionOracle("follows", labels)], data, options, earlier)
     assert checks_md == "" and set(results) == {"follows", "blind"}  # the breadth checks are printed apart
+
+
+@pytest.mark.skipif(not (DATA / "facets").is_dir(), reason="needs ../shared/data/facets")
+def test_cli_eval_names_an_unknown_breadth_reference_before_it_embeds(monkeypatch, tiny_dirs):
+    import inbedder.evaluation
+    from inbedder.cli import main
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("the evaluation ran before the reference was checked")
+
+    monkeypatch.setattr(inbedder.evaluation, "run_evaluation", no_run)
+    result = CliRunner().invoke(main, ["eval", "--model", str(tiny_dirs["llama"]), "--data-dir", str(DATA),
+                                       "--test", "facets", "--no-baselines", "--breadth-reference", "v9"])
+    assert result.exit_code == 2 and "--breadth-reference 'v9' names 0 models of this run" in result.output

@@ -62,9 +62,14 @@ def run_evaluation(embedders: Sequence[EvalEmbedder], data_dir: Path, options: E
         checks = acceptance(results[first], before[reference])
         if checks:  # a facets-only run has no harness check (its breadth checks are printed on their own)
             checks_md = "\n" + acceptance_markdown(checks, first, reference)
-        # an earlier model of the same name (a default retrained since) stays in the tables as the earlier run
-        results.update({name if name not in results else f"{name} (earlier run)": r for name, r in before.items()})
+        results.update(zip(earlier_names(list(results), before), before.values()))
     return results, checks_md
+
+
+def earlier_names(names: Sequence[str], before: Mapping[str, dict]) -> list[str]:
+    """The names `before`'s models get beside this run's: an earlier model of the same name (a default
+    retrained since) stays in the tables as the earlier run."""
+    return [name if name not in names else f"{name} (earlier run)" for name in before]
 
 
 
