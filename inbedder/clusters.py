@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 from inbedder import lake
 from inbedder.errors import ClusterError
 from inbedder.kmeans import kmeans
-from inbedder.lake import VectorSource, cluster_column, open_dataset, require_same_model
+from inbedder.lake import VectorSource, cluster_column, embedded_text_column, open_dataset, require_same_model
 
 if TYPE_CHECKING:
     from inbedder.engine import InBedder
@@ -142,7 +142,7 @@ def sha256_text(text: str) -> str:
 
 def fetch_texts(source: VectorSource, data: ClusterData, wanted: np.ndarray, options: ClusterOptions) -> dict[int, str]:
     """Texts of the wanted rows whose text still hashes to what was embedded (position -> text)."""
-    path, column = source.path, options.text_column or source.meta.text or "text"
+    path, column = source.path, options.text_column or embedded_text_column(source.meta.text)
     schema_names = source.dataset().schema.names
     if column in schema_names:
         dataset, key = source.dataset(), source.meta.key

@@ -72,7 +72,6 @@ def earlier_names(names: Sequence[str], before: Mapping[str, dict]) -> list[str]
     return [name if name not in names else f"{name} (earlier run)" for name in before]
 
 
-
 @dataclass(frozen=True)
 class Check:
     name: str

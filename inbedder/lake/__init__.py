@@ -14,7 +14,7 @@ from inbedder.exports import lazy_exports
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "inbedder.errors": ("TableError",),
     "columns": ("ERROR", "KEY_HASH", "STAGING", "answer_column", "cluster_column", "clusters_made_stale_by",
-                "embedding_column", "quote", "status_column", "vector_columns"),
+                "embedded_text_column", "embedding_column", "quote", "status_column", "vector_columns"),
     "output": ("Completion", "OutputTable", "StateFiles", "WaveId", "WaveWrite", "Written", "existing_output",
                "open_output_table", "output_files"),
     "delta_output": ("DeltaOutput",),

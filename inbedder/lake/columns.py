@@ -19,6 +19,15 @@ STAGING = "_inbedder_staging"
 META_KEY = "inbedder"  # Parquet key-value metadata key / Delta table property prefix
 
 
+LEGACY_TEXT_COLUMN = "text"
+
+
+def embedded_text_column(recorded: str | None) -> str:
+    """The column an output's vectors embed: the one the job recorded, else `text` (a table written before
+    the job recorded it does not say which; `text` is what the demo and the examples call it)."""
+    return recorded or LEGACY_TEXT_COLUMN
+
+
 def embedding_column(name: str) -> str:
     return f"{name}_embedding"
 

@@ -15,7 +15,8 @@ import pyarrow.compute as pc
 
 from inbedder.index import Searcher
 from inbedder.index.manifest import MANIFEST_FILE, Manifest
-from inbedder.lake import answer_column, cluster_column, embedding_column, open_dataset, rows_by_key
+from inbedder.lake import (answer_column, cluster_column, embedded_text_column, embedding_column, open_dataset,
+                           rows_by_key)
 from inbedder.serve.settings import ServeError
 
 if TYPE_CHECKING:
@@ -59,8 +60,8 @@ class ServedIndex:
 
     @property
     def text_column(self) -> str:
-        """The row column holding the indexed text (`text` for tables written before the job recorded it)."""
-        return self.manifest.text_column or "text"
+        """The row column holding the indexed text."""
+        return embedded_text_column(self.manifest.text_column)
 
     def with_rows(self, hits: list[list[Hit]]) -> list[list[dict]]:
         """Hits per query text as the API returns them, with their rows read in one scan."""
