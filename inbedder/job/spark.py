@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,11 +18,10 @@ log = logging.getLogger(__name__)
 
 
 def read_source(spark, snapshot: lake.Snapshot):
+    """The snapshot's files, never a directory listing (a Delta table's folder holds files of other versions).
+    Given the table's root as basePath, Spark keeps hive partition columns, whatever the format."""
     reader = spark.read
-    if snapshot.format == "parquet" and not lake.is_remote(snapshot.path) and os.path.isdir(snapshot.path):
-        reader = reader.option("basePath", snapshot.path)  # keeps hive partition columns
-        return reader.parquet(*snapshot.files)
-    if snapshot.format == "delta" and snapshot.partition_columns:
+    if snapshot.partition_columns:
         reader = reader.option("basePath", spark_uri(snapshot.path.rstrip("/")))
     return reader.parquet(*[spark_uri(f) for f in snapshot.files])
 

@@ -208,6 +208,15 @@ def test_hive_partitioned_parquet_to_parquet_output(cluster, tmp_path, sample_ro
     assert run_job(config).rows_embedded == 0
 
 
+def test_partitioned_delta_source_keeps_its_partition_column(cluster, tmp_path, sample_rows, tiny_dirs):
+    src = tmp_path / "delta_by_category"
+    write_deltalake(str(src), sample_rows.slice(0, 60), partition_by=["category"])
+    run_job(config_for(src, tmp_path / "out", tiny_dirs["llama"]))
+    out = read_output(tmp_path / "out")
+    assert out.num_rows == 60
+    assert out.column("category").to_pylist() == sample_rows.slice(0, 60).sort_by("id").column("category").to_pylist()
+
+
 def test_merge_into_source_keeps_every_row_and_column(cluster, tmp_path, delta_source, tiny_dirs):
     before = DeltaTable(str(delta_source)).to_pyarrow_table().sort_by("id")
     config = config_for(delta_source, delta_source, tiny_dirs["llama"], **{"output.mode": "merge",
