@@ -404,9 +404,14 @@ def optimize(table, target_mb, vacuum_hours) -> None:
               "kind of text across seven sources.")
 @click.option("--per-breadth-question", type=click.IntRange(4), default=300, show_default=True,
               help="Rows per breadth question kind.")
+@click.option("--question-kinds", is_flag=True, help="Add the QA sets' questions asked what type of answer they "
+              "expect (a person, a place, a number, a reason, ...).")
+@click.option("--per-question-kind", type=click.IntRange(1), default=200, show_default=True,
+              help="Rows per kind of answer.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def train_data(data_dir, out_dir, per_source, per_label_question, coarse_facets, subject_facet, request_facets,
-               per_request_source, breadth_facets, per_breadth_question, seed) -> None:
+               per_request_source, breadth_facets, per_breadth_question, question_kinds, per_question_kind,
+               seed) -> None:
     """Build (input, instruction, answer) training rows from ../shared/data; evaluation sets stay out."""
 
     import pyarrow.parquet as pq
@@ -416,7 +421,8 @@ def train_data(data_dir, out_dir, per_source, per_label_question, coarse_facets,
     options = DataOptions(per_qa_source=per_source, per_label_question=per_label_question, seed=seed,
                           coarse_facets=coarse_facets, subject_facet=subject_facet, request_facets=request_facets,
                           per_request_source=per_request_source, breadth_facets=breadth_facets,
-                          per_breadth_question=per_breadth_question)
+                          per_breadth_question=per_breadth_question, question_kinds=question_kinds,
+                          per_question_kind=per_question_kind)
     try:
         train, validation = build_training_rows(data_dir, options)
     except FileNotFoundError as exc:

@@ -636,3 +636,54 @@ def test_breadth_rows_come_only_from_sets_licensed_for_training():
         held_out |= set(pq.read_table(DATA / f"facets/{name}.parquet").column("text").to_pylist())
     assert not held_out & {r["input"] for r in rows}
     assert all(r["group"] == f"{r['source']}:{r['answer']}" for r in rows)
+
+
+@pytest.mark.parametrize("question, answer, kind", [
+    ("Who wrote the novel?", "Tolstoy", "a person"),
+    ("In 1990, whose team won the cup?", "Ajax", "a person"),
+    ("Where was Yeltsin during the coup?", "Crimea", "a place"),
+    ("Which region of America was the novel set in?", "the South", "a place"),
+    ("When did the torch visit New Delhi?", "17 April", "a date or time"),
+    ("In what year did the earthquake occur?", "2008", "a date or time"),
+    ("What happened on the day?", "March 3, 1921", "a date or time"),
+    ("How many people were killed?", "69,197", "a number"),
+    ("What was the total?", "about 4.5 million", "a number"),
+    ("Why did the king leave?", "he was ill", "a reason"),
+    ("How did the army cross the river?", "on rafts", "a way or method"),
+    ("What does PPE stand for?", "personal protective equipment", "the meaning of an abbreviation"),
+    ("is house tax and property tax the same?", "yes", "yes or no"),
+    ("What is a quark?", "an elementary particle", "a definition"),
+    ("What can damage buildings?", "earthquakes", "a thing or name"),
+    ("How cold was the winter?", "bitter", None),           # "how" + an adjective not of amount: unclear
+    ("Name the author.", "Tolstoy", None),                  # no wh-word
+    ("What may have caused the noise?", "Someone was running from the cops", None),  # a long free answer
+])
+def test_answer_kind_reads_the_wording_then_the_answers_form(question, answer, kind):
+    from inbedder.training.data import answer_kind
+
+    assert answer_kind(question, answer) == kind
+
+
+def test_question_kind_rows_ask_qa_questions_evenly_per_kind_and_never_read_the_held_out_set():
+    from inbedder.training.data import ANSWER_KIND_QUESTIONS, DataOptions, question_kind_rows, used_files
+    from inbedder.evaluation.facets import FACET_SETS
+
+    if not (DATA / "facets").exists():
+        pytest.skip("../shared/data not present")
+    rows = question_kind_rows(DATA, DataOptions(per_question_kind=30), np.random.default_rng(0))
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["answer"]] = counts.get(r["answer"], 0) + 1
+    assert set(counts.values()) == {30} and len(counts) == 10
+    held_out_question = FACET_SETS["trec_question_type"].facets["question_type"].question
+    assert all(r["instruction"].split(",")[0].rstrip("?") in ANSWER_KIND_QUESTIONS for r in rows)
+    assert held_out_question.rstrip("?") not in ANSWER_KIND_QUESTIONS  # the suite's own phrasing stays unseen
+    trec = set(pq.read_table(DATA / FACET_SETS["trec_question_type"].file).column("text").to_pylist())
+    qa = set()
+    for file in used_files():
+        if file.startswith("qa/"):
+            qa |= set(pq.read_table(DATA / file, columns=["question"]).column("question").to_pylist())
+    assert {r["input"] for r in rows} <= qa and not trec & {r["input"] for r in rows}
+    everything = question_kind_rows(DATA, DataOptions(per_question_kind=10**6), np.random.default_rng(0))
+    assert "What does IBM stand for?" in qa and not trec & {r["input"] for r in everything}  # in both: left out
+    assert all(r["group"] == f"question-kind:{r['answer']}" for r in rows)

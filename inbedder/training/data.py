@@ -36,6 +36,12 @@ follow the question. Rows are (input, instruction, answer):
   tweets), and "what kind of text is this?" over texts of seven sources, where
   every topic of one source shares one answer (a tweet, an encyclopedia article,
   a fairy tale, ...). Each asked in several phrasings.
+- with `question_kinds`: questions about *questions*: the questions of the QA sets above
+  asked "what type of answer does this question expect?", answered with the kind of
+  answer (a person, a place, a date or time, a number, a reason, a way or method, yes
+  or no, a definition, a thing or name). Labels made here from the question's wording
+  and the form of its gold answer (`answer_kind`; noisy, ambiguous questions skipped),
+  sampled evenly per kind. No text of the held-out question-type set (TREC) is read.
 
 Kept out, so evaluation stays honest: every file the evaluation harness reads
 (MASSIVE, CLINC, MTOP, FewRel, Few-NERD, STS-B) - no text and no label of them.
@@ -225,6 +231,80 @@ TEXT_KINDS = {  # kind of text -> (file, column); every topic of a source shares
 }
 
 
+# --question-kinds: what kind of answer a question asks for; never the breadth suite's own phrasing
+ANSWER_KIND_QUESTIONS = ("What type of answer does this question expect",  # stems: "?" or a hint is added
+                         "What sort of information is this question looking for",
+                         "Which kind of answer would fit this question",
+                         "What is the question trying to find out")
+ANSWER_KIND_SOURCES = ("squad", "tweetqa", "qasc", "cosmosqa", "boolq", "fairytaleqa", "ropes")
+_WH_WORDS = ("who", "whom", "whose", "who's", "where", "when", "why", "how", "what", "which")
+_AUXILIARIES = ("is", "are", "was", "were", "does", "do", "did", "can", "could", "will", "would", "should", "has",
+                "have", "had")
+_PLACE_NOUNS = ("country", "city", "state", "town", "continent", "river", "island", "region", "province", "county",
+                "nation", "location", "place", "capital", "street", "mountain", "ocean", "lake", "village", "area")
+_TIME_NOUNS = ("year", "month", "day", "date", "time", "century", "decade", "period", "era", "season", "age")
+_AMOUNT_NOUNS = ("percentage", "percent", "number", "amount", "proportion", "size", "length", "population",
+                 "distance", "temperature", "speed", "price", "cost", "height", "weight", "rate", "total")
+_HOW_AMOUNTS = ("many", "much", "long", "far", "old", "big", "tall", "large", "high", "often", "fast", "heavy",
+                "deep", "wide", "small", "few")
+_MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+           "november", "december")
+
+
+def answer_kind(question: str, answer: str) -> str | None:
+    """The kind of answer a question asks for, from its wording and its gold answer's form; None when unclear.
+
+    The wh-word decides where it says enough (who, where, when, why, how many); "what" and "which"
+    questions take the noun after them (what year, which city) or, failing that, the answer's form."""
+    import re
+
+    words = re.findall(r"[a-z0-9']+", question.lower())
+    if not words:
+        return None
+    if words[0] in _AUXILIARIES and answer.strip().lower() in ("yes", "no"):
+        return "yes or no"
+    at = next((i for i, w in enumerate(words) if w in _WH_WORDS), None)
+    if at is None:
+        return None
+    wh, after = words[at], words[at + 1: at + 3]
+    if wh in ("who", "whom", "whose", "who's"):
+        return "a person"
+    if wh == "where":
+        return "a place"
+    if wh == "when":
+        return "a date or time"
+    if wh == "why":
+        return "a reason"
+    if wh == "how":
+        if after and after[0] in _HOW_AMOUNTS:
+            return "a number"
+        return "a way or method" if after and after[0] in ("do", "does", "did", "can", "could", "is", "was", "are",
+                                                            "were", "would", "should") else None
+    # what / which: the noun that follows, then the answer's form
+    nouns = [w.rstrip("s") if w.endswith("s") and w.rstrip("s") in _PLACE_NOUNS + _TIME_NOUNS + _AMOUNT_NOUNS
+             else w for w in after]
+    if any(n in _PLACE_NOUNS for n in nouns):
+        return "a place"
+    if any(n in _TIME_NOUNS for n in nouns):
+        return "a date or time"
+    if any(n in _AMOUNT_NOUNS for n in nouns):
+        return "a number"
+    if after and after[0] in ("does", "do") and "stand" in words and "for" in words:
+        return "the meaning of an abbreviation"
+    text = answer.strip().lower()
+    if re.fullmatch(r"(in |on |by |around |about )?(\d{3,4}s?|\d{1,2}(st|nd|rd|th)? century)", text) or (
+            any(m in text.split() for m in _MONTHS) and re.search(r"\d", text)):
+        return "a date or time"
+    if re.fullmatch(r"(about |around |over |nearly |approximately )?[$£€]?[\d,.]+( ?%| percent| million| billion)?",
+                    text):
+        return "a number"
+    if after[:1] in (["is"], ["are"], ["was"], ["were"]) and len(words) - at <= 6:
+        return "a definition"
+    if len(text.split()) <= 4 and not re.search(r"\d", text):
+        return "a thing or name"
+    return None
+
+
 def split_camel(name: str) -> str:
     """`SearchOnewayFlight` -> `search oneway flight`."""
     import re
@@ -248,6 +328,8 @@ class DataOptions:
     request_validation_rows: int = 300
     breadth_facets: bool = False    # add politeness / platform / community, hate-offensive and kind-of-text rows
     per_breadth_question: int = 300  # rows per breadth question kind (kind of text: per kind / 4)
+    question_kinds: bool = False    # add "what type of answer does this question expect?" over QA questions
+    per_question_kind: int = 200    # rows per kind of answer (fewer where a kind has fewer questions)
 
 
 Embed = Callable[[list[str]], np.ndarray]  # texts -> L2-normalised vectors
@@ -434,6 +516,38 @@ def breadth_rows(data_dir: str | Path, options: DataOptions, rng: np.random.Gene
     return rows
 
 
+def held_out_facet_texts(data: Path) -> set[str]:
+    """Texts of the facet sets training must not see (read only to leave them out)."""
+    texts: set[str] = set()
+    for path in sorted((data / "facets").glob("*.parquet")):
+        if path.stem not in TRAINABLE_FACET_SETS:
+            texts |= {t.strip() for t in pq.read_table(path, columns=["text"]).column("text").to_pylist()
+                      if isinstance(t, str)}
+    return texts
+
+
+def question_kind_rows(data_dir: str | Path, options: DataOptions, rng: np.random.Generator) -> list[dict]:
+    """The QA sets' questions asked what kind of answer they expect: as many rows of each kind, so the
+    many "what" questions of SQuAD do not make every question look alike."""
+    data = Path(data_dir)
+    held_out = held_out_facet_texts(data)  # a few QA questions are also TREC questions, word for word
+    by_kind: dict[str, list[str]] = {}
+    for name in ANSWER_KIND_SOURCES:
+        for r in pq.read_table(data / QA_FILES[name], columns=["question", "answer"]).to_pylist():
+            if not (isinstance(r["question"], str) and isinstance(r["answer"], str)):
+                continue
+            kind = answer_kind(r["question"], r["answer"])
+            if kind is not None and r["question"].strip() not in held_out:
+                by_kind.setdefault(kind, []).append(r["question"].strip())
+    texts, kinds = [], []
+    for kind in sorted(by_kind):
+        questions = sorted(set(by_kind[kind]))
+        picked = [questions[int(i)] for i in _sample(len(questions), options.per_question_kind, rng)]
+        texts += picked
+        kinds += [kind] * len(picked)
+    return _hinted_rows(texts, kinds, ANSWER_KIND_QUESTIONS, "question-kind", len(texts), rng)
+
+
 def banking_area(intent: str) -> str:
     for words, area in BANKING_AREAS:
         if any(w in intent.lower() for w in words):
@@ -515,6 +629,8 @@ def build_training_rows(data_dir: str | Path, options: DataOptions | None = None
         rows += request_rows(data, options, rng)
     if options.breadth_facets:
         rows += breadth_rows(data, options, rng)
+    if options.question_kinds:
+        rows += question_kind_rows(data, options, rng)
     order = rng.permutation(len(rows))
     train = pa.Table.from_pylist([rows[int(i)] for i in order])
     validation_rows = _qa_rows(data / VALIDATION_FILE, "squad-dev",
