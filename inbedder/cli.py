@@ -250,6 +250,9 @@ def serve(model, index_dirs, cluster_dirs, host, port, token_file, max_texts, ma
 @click.option("--rows", type=int, default=None, help="Seeded sample of N texts per two-facet set (default: all).")
 @click.option("--facet-rows", type=click.IntRange(0), default=500, show_default=True,
               help="Breadth suite: seeded sample of N texts per facet set (0: all).")
+@click.option("--facet-set", "facet_sets", multiple=True,
+              help="Breadth suite: only this facet set (repeat; default: all 14), e.g. to screen a candidate on "
+                   "the facets it risks; the same seeded sample as the whole suite's.")
 @click.option("--trained-on", "trained_on", multiple=True,
               help="A facet set the model's training saw (e.g. politeness_requests): scored apart from the breadth "
                    "score.")
@@ -274,8 +277,8 @@ def serve(model, index_dirs, cluster_dirs, host, port, token_file, max_texts, ma
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
 @click.option("--out", "out_path", default="out/eval.json", show_default=True,
               help="JSON results; the markdown table (.md) and the plot (.png) are written beside it.")
-def evaluate(model, data_dir, tests, datasets, robustness_sets, rows, facet_rows, trained_on, robustness_rows,
-             stsb_pairs, per_group, kmeans_seeds, baselines, also_models, also_adapters, before_path,
+def evaluate(model, data_dir, tests, datasets, robustness_sets, rows, facet_rows, facet_sets, trained_on,
+             robustness_rows, stsb_pairs, per_group, kmeans_seeds, baselines, also_models, also_adapters, before_path,
              breadth_references, progress, out_path) -> None:
     """Instruction-awareness: two-facet clustering, robustness, STS-B, transfer, breadth; baselines in the same run."""
 
@@ -291,10 +294,11 @@ def evaluate(model, data_dir, tests, datasets, robustness_sets, rows, facet_rows
                           per_group=per_group, kmeans_seeds=kmeans_seeds, tests=tuple(tests) or EvalOptions.tests,
                           datasets=tuple(datasets) or EvalOptions.datasets,
                           robustness_sets=tuple(robustness_sets) or EvalOptions.robustness_sets,
-                          facet_rows=facet_rows or None, trained_on=tuple(trained_on))
-    unknown = sorted(set(trained_on) - set(FACET_SETS))
-    if unknown:
-        raise click.UsageError(f"--trained-on {', '.join(unknown)}: not a facet set ({', '.join(FACET_SETS)})")
+                          facet_rows=facet_rows or None, facet_sets=tuple(facet_sets), trained_on=tuple(trained_on))
+    for option, names in (("--trained-on", trained_on), ("--facet-set", facet_sets)):
+        unknown = sorted(set(names) - set(FACET_SETS))
+        if unknown:
+            raise click.UsageError(f"{option} {', '.join(unknown)}: not a facet set ({', '.join(FACET_SETS)})")
     before = load_before(before_path, Path(data_dir), options)
     embedders = [InBedderUnderTest(_load(model), progress)]
     embedders += [InBedderUnderTest(_load(replace(model, name=name, adapter=None)), progress)

@@ -100,7 +100,7 @@ def test_evaluate_writes_the_breadth_table_and_plot(facet_data, tmp_path):
     assert "Breadth" in md.read_text() and breadth_png.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_cli_eval_facets_names_a_missing_set_and_an_unknown_trained_on(tmp_path):
+def test_cli_eval_facets_names_a_missing_set_and_an_unknown_trained_on_or_facet_set(tmp_path):
     from inbedder.cli import main
 
     (tmp_path / "clustering").mkdir()
@@ -109,6 +109,13 @@ def test_cli_eval_facets_names_a_missing_set_and_an_unknown_trained_on(tmp_path)
     unknown = CliRunner().invoke(main, ["eval", "--data-dir", str(tmp_path), "--test", "facets",
                                         "--trained-on", "imdb"])
     assert unknown.exit_code != 0 and "--trained-on imdb: not a facet set" in unknown.output
+    one = CliRunner().invoke(main, ["eval", "--data-dir", str(tmp_path), "--test", "facets", "--facet-set",
+                                    "trec_question_type", "--no-baselines"])
+    assert one.exit_code != 0 and "facets/trec_question_type.parquet" in one.output  # only that set is needed
+    assert "multidomain_sentiment" not in one.output
+    unknown = CliRunner().invoke(main, ["eval", "--data-dir", str(tmp_path), "--test", "facets",
+                                        "--facet-set", "imdb"])
+    assert unknown.exit_code != 0 and "--facet-set imdb: not a facet set" in unknown.output
 
 
 def test_facet_sets_match_the_shipped_data():
