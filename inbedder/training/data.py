@@ -51,6 +51,7 @@ passages) are not used for training either.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,8 +257,6 @@ def answer_kind(question: str, answer: str) -> str | None:
 
     The wh-word decides where it says enough (who, where, when, why, how many); "what" and "which"
     questions take the noun after them (what year, which city) or, failing that, the answer's form."""
-    import re
-
     words = re.findall(r"[a-z0-9']+", question.lower())
     if not words:
         return None
@@ -307,8 +306,6 @@ def answer_kind(question: str, answer: str) -> str | None:
 
 def split_camel(name: str) -> str:
     """`SearchOnewayFlight` -> `search oneway flight`."""
-    import re
-
     return " ".join(w.lower() for w in re.findall(r"[A-Z][a-z]*|[a-z]+|\d+", name))
 
 
