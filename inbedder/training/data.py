@@ -41,7 +41,8 @@ follow the question. Rows are (input, instruction, answer):
   answer (a person, a place, a date or time, a number, a reason, a way or method, yes
   or no, a definition, a thing or name). Labels made here from the question's wording
   and the form of its gold answer (`answer_kind`; noisy, ambiguous questions skipped),
-  sampled evenly per kind. No text of the held-out question-type set (TREC) is read.
+  sampled evenly per kind. The few QA questions that a held-out facet set (TREC) also
+  holds word for word are left out.
 
 Kept out, so evaluation stays honest: every file the evaluation harness reads
 (MASSIVE, CLINC, MTOP, FewRel, Few-NERD, STS-B) - no text and no label of them.
@@ -237,7 +238,6 @@ ANSWER_KIND_QUESTIONS = ("What type of answer does this question expect",  # ste
                          "What sort of information is this question looking for",
                          "Which kind of answer would fit this question",
                          "What is the question trying to find out")
-ANSWER_KIND_SOURCES = ("squad", "tweetqa", "qasc", "cosmosqa", "boolq", "fairytaleqa", "ropes")
 _WH_WORDS = ("who", "whom", "whose", "who's", "where", "when", "why", "how", "what", "which")
 _AUXILIARIES = ("is", "are", "was", "were", "does", "do", "did", "can", "could", "will", "would", "should", "has",
                 "have", "had")
@@ -529,8 +529,8 @@ def question_kind_rows(data_dir: str | Path, options: DataOptions, rng: np.rando
     data = Path(data_dir)
     held_out = held_out_facet_texts(data)  # a few QA questions are also TREC questions, word for word
     by_kind: dict[str, list[str]] = {}
-    for name in ANSWER_KIND_SOURCES:
-        for r in pq.read_table(data / QA_FILES[name], columns=["question", "answer"]).to_pylist():
+    for file in QA_FILES.values():
+        for r in pq.read_table(data / file, columns=["question", "answer"]).to_pylist():
             if not (isinstance(r["question"], str) and isinstance(r["answer"], str)):
                 continue
             kind = answer_kind(r["question"], r["answer"])
