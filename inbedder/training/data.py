@@ -280,8 +280,7 @@ def answer_kind(question: str, answer: str) -> str | None:
         return "a way or method" if after and after[0] in ("do", "does", "did", "can", "could", "is", "was", "are",
                                                             "were", "would", "should") else None
     # what / which: the noun that follows, then the answer's form
-    nouns = [w.rstrip("s") if w.endswith("s") and w.rstrip("s") in _PLACE_NOUNS + _TIME_NOUNS + _AMOUNT_NOUNS
-             else w for w in after]
+    nouns = after + [w[:-1] for w in after if w.endswith("s")]  # which cities -> city
     if any(n in _PLACE_NOUNS for n in nouns):
         return "a place"
     if any(n in _TIME_NOUNS for n in nouns):
